@@ -1,0 +1,49 @@
+"""What "no learning" and a classical model score on the same split, for every leaderboard."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from lossbench.data.tabular import TaskData
+from lossbench.tasks import compute_metrics
+
+
+def _score(outputs: np.ndarray, data: TaskData) -> dict[str, float]:
+    _, y_test = data.split("test")
+    out = torch.as_tensor(np.asarray(outputs, dtype=np.float32), device=y_test.device)
+    metrics = compute_metrics(out, y_test, data)
+    return {f"test/{k}": float(v) for k, v in metrics.items()}
+
+
+def tabular_baselines(data: TaskData) -> dict[str, dict[str, float]]:
+    """A trivial predictor and a scikit-learn linear model, scored with the task's metrics."""
+    from sklearn.linear_model import LinearRegression, LogisticRegression
+
+    x_train, y_train = data.numpy("train")
+    x_test, _ = data.numpy("test")
+    n_test = len(x_test)
+    if data.kind == "regression":
+        linear = LinearRegression().fit(x_train, y_train)
+        return {
+            "mean_predictor": _score(np.full(n_test, y_train.mean()), data),
+            "linear_regression": _score(linear.predict(x_test), data),
+        }
+    if data.kind == "binary":
+        rate = float(np.clip(y_train.mean(), 1e-6, 1 - 1e-6))
+        logistic = LogisticRegression(max_iter=2000).fit(x_train, y_train)
+        return {
+            "prior": _score(np.full(n_test, np.log(rate / (1 - rate))), data),
+            "logistic_regression": _score(logistic.decision_function(x_test), data),
+        }
+    if data.kind == "multiclass":
+        counts = np.bincount(y_train.astype(int), minlength=data.num_classes) + 1e-6
+        prior = np.log(counts / counts.sum())
+        logistic = LogisticRegression(max_iter=2000).fit(x_train, y_train)
+        log_proba = np.full((n_test, data.num_classes), -30.0, dtype=np.float32)
+        log_proba[:, logistic.classes_] = logistic.predict_log_proba(x_test)
+        return {
+            "prior": _score(np.tile(prior, (n_test, 1)), data),
+            "logistic_regression": _score(log_proba, data),
+        }
+    return {}

@@ -1,0 +1,39 @@
+"""Mini-batches sliced by index from tensors already on the device: no DataLoader, no workers."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import torch
+from torch import Tensor
+
+# Returns one epoch's sample order (a 1-D index tensor) given the generator.
+OrderFn = Callable[[torch.Generator], Tensor]
+
+
+class TensorBatches:
+    """An iterable of (x, y) batches that Lightning accepts in place of a DataLoader.
+
+    The order is reshuffled every epoch by a generator seeded once, so a seed fixes the whole
+    sequence of batches; `order` replaces plain shuffling (e.g. m samples per class).
+    """
+
+    def __init__(
+        self, x: Tensor, y: Tensor, batch_size: int, seed: int = 0,
+        order: OrderFn | None = None, drop_last: bool = False,
+    ) -> None:
+        self.x, self.y, self.batch_size, self.drop_last = x, y, batch_size, drop_last
+        self.generator = torch.Generator().manual_seed(seed)
+        self.order = order or (lambda g: torch.randperm(len(self.x), generator=g))
+        self._n_samples = len(x)
+
+    def __len__(self) -> int:
+        full, rest = divmod(self._n_samples, self.batch_size)
+        return full + (0 if self.drop_last or rest == 0 else 1)
+
+    def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
+        index = self.order(self.generator).to(self.x.device, non_blocking=True)
+        stop = len(index) - (len(index) % self.batch_size if self.drop_last else 0)
+        for start in range(0, stop, self.batch_size):
+            batch = index[start : start + self.batch_size]
+            yield self.x[batch], self.y[batch]

@@ -1,0 +1,97 @@
+"""One LightningModule for every task: model + registered loss, judged by the task's metrics."""
+
+from __future__ import annotations
+
+import copy
+import math
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from torch import Tensor, nn
+
+from lossbench.data.tabular import TaskData
+from lossbench.tasks import SELECTION, compute_metrics, is_better, squeeze_head
+
+
+class LossbenchModule(pl.LightningModule):
+    """Trains `model` with `loss`; evaluates the validation split once per epoch on the device.
+
+    The training loss is summed on the device and read with the metrics at the end of the
+    epoch, so a step never waits on the host. The best-validation weights are kept in memory
+    (no checkpoint files): selection uses the task's fixed metric, never the loss value.
+    """
+
+    def __init__(
+        self, model: nn.Module, loss: nn.Module, data: TaskData, optimizer: dict[str, Any],
+    ) -> None:
+        super().__init__()
+        self.model, self.loss, self.data, self.optimizer_cfg = model, loss, data, optimizer
+        self.squeeze = squeeze_head(data.kind)
+        self.selection = SELECTION[data.kind][0]
+        self.history: list[dict[str, float]] = []
+        self.best: dict[str, Any] = {"epoch": None, "value": None, "state": None}
+        self.diverged_epoch: int | None = None
+        self._loss_sum: Tensor | None = None
+        self._steps = 0
+
+    def forward(self, x: Tensor) -> Tensor:
+        out = self.model(x)
+        return out.squeeze(-1) if self.squeeze else out
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        cfg = self.optimizer_cfg
+        params = self.model.parameters()
+        if cfg["name"] == "sgd":
+            return torch.optim.SGD(
+                params, lr=cfg["lr"], momentum=cfg.get("momentum", 0.0),
+                weight_decay=cfg["weight_decay"],
+            )
+        if cfg["name"] == "adamw":
+            return torch.optim.AdamW(params, lr=cfg["lr"], weight_decay=cfg["weight_decay"])
+        return torch.optim.Adam(params, lr=cfg["lr"], weight_decay=cfg["weight_decay"])
+
+    def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
+        x, y = batch
+        loss = self.loss(self(x), y)
+        detached = loss.detach()
+        self._loss_sum = detached if self._loss_sum is None else self._loss_sum + detached
+        self._steps += 1
+        return loss
+
+    @torch.no_grad()
+    def evaluate(self, split: str) -> dict[str, Tensor]:
+        """Task metrics on a whole split in one forward pass (small data fits in one batch)."""
+        was_training = self.model.training
+        self.model.eval()
+        x, y = self.data.split(split)
+        outputs = self(x)
+        metrics = compute_metrics(outputs, y, self.data)
+        self.model.train(was_training)
+        return {f"{split}/{k}": v for k, v in metrics.items()}
+
+    def on_train_epoch_end(self) -> None:
+        metrics = self.evaluate("val")
+        train_loss = self._loss_sum / max(self._steps, 1)
+        finite = torch.stack([p.isfinite().all() for p in self.model.parameters()]).all()
+        diagnostics = getattr(self.loss.inner, "epoch_diagnostics", None)
+        if diagnostics is not None:  # e.g. the fraction of active triplets, mean embedding norm
+            metrics.update({f"train/{k}": v for k, v in diagnostics().items()})
+        names = ["train/loss", *metrics]
+        # One host sync per epoch: every number this epoch needs, read together.
+        values = torch.stack(
+            [train_loss.float(), *(v.float() for v in metrics.values()), finite.float()]
+        ).tolist()
+        row = dict(zip(names, values[:-1], strict=True))
+        self._loss_sum, self._steps = None, 0
+        epoch = self.current_epoch
+        if values[-1] < 1 or not math.isfinite(row["train/loss"]):
+            self.diverged_epoch = epoch
+            self.trainer.should_stop = True
+            return
+        self.history.append({"epoch": epoch, **row})
+        self.log_dict(row, on_epoch=True, prog_bar=False)
+        value = row[f"val/{self.selection}"]
+        if is_better(self.data.kind, value, self.best["value"]):
+            state = copy.deepcopy(self.model.state_dict())
+            self.best = {"epoch": epoch, "value": value, "state": state}

@@ -1,0 +1,341 @@
+"""One experiment, start to end: config in, trained and evaluated model, results.json out."""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import platform
+import subprocess
+import time
+import traceback
+import warnings
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from lossbench.results import config_hash, find_complete, write_results
+from lossbench.validation import ConfigError, validate_config
+
+log = logging.getLogger(__name__)
+
+NATURAL_TARGET = {
+    "regression": "float", "binary": "float", "multiclass": "index",
+    "embedding": "labels", "ranking": "float",
+}
+LOSS_META_KEYS = ("name", "_target_", "input", "target", "tasks")
+
+
+def to_plain(cfg: Any) -> dict[str, Any]:
+    """A resolved plain dict of a DictConfig (or a dict), the form stored in results.json."""
+    from omegaconf import DictConfig, OmegaConf
+
+    if isinstance(cfg, DictConfig):
+        return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]
+    return dict(cfg)
+
+
+def _hydra_runtime() -> dict[str, Any] | None:
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return None
+    hc = HydraConfig.get()
+    multirun = str(hc.mode) == "RunMode.MULTIRUN"
+    return {
+        "output_dir": hc.runtime.output_dir,
+        "overrides": list(hc.overrides.task),
+        "group": Path(hc.sweep.dir).name if multirun else None,
+        "n_jobs": int(hc.launcher.get("n_jobs", 1) or 1) if multirun else 1,
+    }
+
+
+def output_dir_for(config: dict[str, Any], runtime: dict[str, Any] | None) -> Path:
+    if config.get("output_dir"):
+        return Path(config["output_dir"])
+    if runtime:
+        return Path(runtime["output_dir"])
+    stamp = datetime.now().strftime("%Y-%m-%d/%H-%M-%S-%f")
+    return Path(config.get("out_root") or "outputs") / "runs" / f"{stamp}_{config['name']}"
+
+
+def _import_loss_class(path: str) -> type:
+    from torch import nn
+
+    module_name, _, attr = path.rpartition(".")
+    try:
+        cls = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError, ValueError) as err:
+        raise ConfigError(f"loss._target_='{path}' cannot be imported ({err})") from None
+    if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
+        raise ConfigError(f"loss._target_='{path}' is not a torch.nn.Module subclass")
+    return cls
+
+
+def loss_from_config(loss_cfg: dict[str, Any], kind: str, check_values: bool = False):
+    """The TaskLoss a loss config names: a registered name, or a user's class by import path."""
+    from lossbench.losses import LossSpec, build_loss
+    from lossbench.losses.adapter import build_from_spec
+    from lossbench.losses.registry import TASK_KINDS
+
+    # null means "the loss's own default" (focal's alpha differs between binary and multiclass)
+    hparams = {
+        k: v for k, v in loss_cfg.items() if k not in LOSS_META_KEYS and v is not None
+    }
+    try:
+        target = loss_cfg.get("_target_")
+        if not target:
+            return build_loss(loss_cfg["name"], kind, check_values=check_values, **hparams)
+        cls = _import_loss_class(target)
+        spec = getattr(cls, "lossbench_spec", None) or LossSpec(
+            name=loss_cfg.get("name") or cls.__name__, factory=cls,
+            tasks=tuple(loss_cfg.get("tasks") or TASK_KINDS),
+            input=loss_cfg.get("input") or "raw",
+            target=loss_cfg.get("target") or NATURAL_TARGET[kind], open_params=True,
+        )
+        if kind not in spec.tasks:
+            raise ConfigError(f"loss '{target}' does not fit task '{kind}' (fits: {spec.tasks})")
+        return build_from_spec(spec, kind, check_values=check_values, **hparams)
+    except ConfigError:
+        raise
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
+
+
+def load_data(config: dict[str, Any]):
+    """The task's splits as tensors (on the CPU; the caller moves them once)."""
+    from lossbench.data.tabular import make_task_data
+
+    task = config["task"]
+    try:
+        return make_task_data(
+            task["kind"], task["dataset"], config["seed"],
+            task.get("val_fraction", 0.2), task.get("test_fraction", 0.2),
+            perturb=config.get("perturb"),
+        )
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
+
+
+def quiet_lightning() -> None:
+    """Silence Lightning's CPU chatter: availability lines, tips, worker and interval warnings."""
+    for name in ("pytorch_lightning", "lightning.pytorch", "lightning.fabric", "lightning"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    for pattern in (
+        ".*does not have many workers.*", ".*log_every_n_steps.*", ".*LeafSpec.*",
+        ".*Trying to infer the `batch_size`.*", ".*TensorBatches.*", ".*train_dataloader.*",
+        ".*`isinstance.*treespec.*", ".*torch.tensor results are registered.*",
+    ):
+        warnings.filterwarnings("ignore", message=pattern)
+
+
+def versions() -> dict[str, str]:
+    import pytorch_lightning
+    import torch
+
+    from lossbench import __version__
+
+    return {
+        "python": platform.python_version(), "torch": torch.__version__,
+        "lightning": pytorch_lightning.__version__, "lossbench": __version__,
+    }
+
+
+def git_commit() -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True,
+            text=True, timeout=5,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+def set_threads(config: dict[str, Any], runtime: dict[str, Any] | None) -> int:
+    """Torch threads for this job: jobs running side by side share the cores, never fight."""
+    import torch
+
+    threads = int(config.get("threads") or 0)
+    if threads == 0:
+        parallel = runtime["n_jobs"] if runtime else 1
+        threads = max(1, (os.cpu_count() or 1) // max(parallel, 1))
+    torch.set_num_threads(threads)
+    return threads
+
+
+def _one_line(err: BaseException) -> str:
+    text = str(err).strip().splitlines()
+    return text[0] if text and isinstance(err, ConfigError) else (
+        f"{type(err).__name__}: {text[0]}" if text else type(err).__name__
+    )
+
+
+def run(cfg: Any) -> dict[str, Any]:
+    """Train and evaluate one (task, loss, seed); write and return its results.
+
+    Never raises for a failed run: the results say `failed` with a one-line `reason` (bad
+    input included), so a sweep goes on. `HYDRA_FULL_ERROR=1` re-raises, for debugging.
+    """
+    start = time.perf_counter()
+    config = to_plain(cfg)
+    runtime = _hydra_runtime()
+    out_dir = output_dir_for(config, runtime)
+    results: dict[str, Any] = {
+        "status": "failed", "reason": None,
+        "task": config["task"].get("name"), "kind": config["task"].get("kind"),
+        "dataset": config["task"].get("dataset"), "loss": config["loss"].get("name"),
+        "seed": config.get("seed"),
+        "overrides": runtime["overrides"] if runtime else [],
+        "config": config, "config_hash": config_hash(config),
+        "output_dir": str(out_dir.resolve()),
+    }
+    logger = None
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        if not os.access(out_dir, os.W_OK):
+            raise ConfigError(f"output folder {out_dir} is not writable")
+        previous = find_complete(
+            [out_dir] + ([Path(config.get("out_root") or "outputs")] if config.get("resume") else []),
+            results["config_hash"],
+        )
+        if previous is not None:
+            path, done = previous
+            done = {**done, "resumed_from": str(path), "output_dir": results["output_dir"]}
+            done.pop("schema", None)
+            write_results(out_dir, done)
+            return done
+        validate_config(config)
+        kind = config["task"]["kind"]
+        loss_fn = loss_from_config(config["loss"], kind)
+        results.update(_train(config, runtime, out_dir, loss_fn, results))
+        logger = results.pop("_logger", None)
+    except Exception as err:
+        if os.environ.get("HYDRA_FULL_ERROR") == "1":
+            raise
+        results["reason"] = _one_line(err)
+        results["status"] = "failed"
+        _finish_stray_wandb()
+        log.error("run failed: %s\n%s", results["reason"], traceback.format_exc())
+    finally:
+        results["wall_s"] = round(time.perf_counter() - start, 3)
+        results.pop("_logger", None)
+        try:
+            results["versions"] = versions()
+        except Exception:
+            results["versions"] = {"python": platform.python_version()}
+        results["git"] = git_commit()
+        try:
+            write_results(out_dir, results)
+        except OSError as err:
+            results["status"] = "failed"
+            results["reason"] = f"cannot write results in {out_dir}: {err.strerror or err}"
+    from lossbench.loggers import close_logger
+
+    close_logger(logger, _summary(results))
+    return results
+
+
+def _finish_stray_wandb() -> None:
+    """A run that failed after wandb started must not leave its wandb run open for the next job."""
+    import sys
+
+    wandb = sys.modules.get("wandb")
+    if wandb is not None and getattr(wandb, "run", None) is not None:
+        try:
+            wandb.finish(exit_code=1, quiet=True)
+        except Exception as err:
+            log.warning("wandb could not finish a failed run: %s", err)
+
+
+def _summary(results: dict[str, Any]) -> dict[str, Any]:
+    flat = {"status": results["status"], "wall_s": results.get("wall_s")}
+    for which, metrics in (results.get("metrics") or {}).items():
+        for key, value in (metrics or {}).items():
+            flat[f"{which}/{key}"] = value
+    return flat
+
+
+def _train(
+    config: dict[str, Any], runtime: dict[str, Any] | None, out_dir: Path, loss_fn: Any,
+    results: dict[str, Any],
+) -> dict[str, Any]:
+    """The training part of a run; returns the keys it adds to the results."""
+    import pytorch_lightning as pl
+    import torch
+
+    from lossbench.data.batches import TensorBatches
+    from lossbench.loggers import build_logger
+    from lossbench.models import build_model
+    from lossbench.module import LossbenchModule
+    from lossbench.tasks import SELECTION, head_size, task_extras
+
+    quiet_lightning()
+    threads = set_threads(config, runtime)
+    seed = int(config["seed"])
+    kind = config["task"]["kind"]
+    data = load_data(config)
+    group = (runtime or {}).get("group") or config["task"]["name"]
+    tags = [config["task"]["name"], config["loss"]["name"], *config.get("tags", [])]
+    logger = build_logger(config["logger"], out_dir, config["name"], group, tags, config)
+    trainer_cfg = config["trainer"]
+    progress = trainer_cfg.get("progress_bar", "auto")
+    if progress == "auto":
+        import sys
+
+        progress = sys.stderr.isatty() and not os.environ.get("CI")
+    trainer = pl.Trainer(
+        max_epochs=trainer_cfg["max_epochs"], accelerator=trainer_cfg.get("accelerator", "auto"),
+        devices=trainer_cfg.get("devices", 1), precision=trainer_cfg.get("precision", "32-true"),
+        gradient_clip_val=trainer_cfg.get("gradient_clip_val"),
+        logger=logger if logger is not None else False, enable_checkpointing=False,
+        enable_model_summary=False, enable_progress_bar=bool(progress),
+        num_sanity_val_steps=0, limit_val_batches=0, log_every_n_steps=1_000_000,
+        default_root_dir=str(out_dir),
+    )
+    device = trainer.strategy.root_device
+    data = data.to(device)
+    extras = task_extras(kind)
+    pl.seed_everything(seed, workers=False, verbose=False)
+    outputs = head_size(data, int(config["model"].get("embedding_dim", 32)))
+    model = build_model(config["model"], data.num_features, outputs)
+    module = LossbenchModule(model, loss_fn, data, config["optimizer"])
+    # Baselines see the untrained network (the embedding task scores it).
+    baselines = extras.baselines(data, module) if extras.baselines else {}
+    batch_size = int(config["batch_size"])
+    order = extras.batch_order(data, batch_size) if extras.batch_order else None
+    batches = TensorBatches(data.x_train, data.y_train, batch_size, seed=seed, order=order)
+    trainer.fit(module, train_dataloaders=batches)
+
+    metrics: dict[str, Any] = {}
+    if module.diverged_epoch is None:
+        last = {**module.evaluate("val"), **module.evaluate("test")}
+        metrics["last"] = {"epoch": trainer.current_epoch - 1, **_floats(last)}
+    if module.best["state"] is not None:
+        module.model.load_state_dict(module.best["state"])
+        best = {**module.evaluate("val"), **module.evaluate("test")}
+        metrics["best"] = {"epoch": module.best["epoch"], **_floats(best)}
+    metric, mode = SELECTION[kind]
+    diverged = module.diverged_epoch is not None
+    return {
+        "status": "diverged" if diverged else "ok",
+        "reason": f"loss or weights became NaN/inf in epoch {module.diverged_epoch}"
+        if diverged else None,
+        "selection": {"metric": f"val/{metric}", "mode": mode},
+        "perturb": data.perturb,
+        "metrics": metrics,
+        "baselines": baselines,
+        "history": module.history,
+        "epochs": len(module.history) + int(diverged),
+        "diverged_epoch": module.diverged_epoch,
+        "device": str(device), "threads": threads,
+        "_logger": logger,
+    }
+
+
+def _floats(metrics: dict[str, Any]) -> dict[str, float]:
+    import torch
+
+    names = list(metrics)
+    values = torch.stack([metrics[n].float() for n in names]).tolist()
+    return dict(zip(names, values, strict=True))

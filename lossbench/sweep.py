@@ -1,0 +1,101 @@
+"""Sweep bookkeeping for Hydra: unique sweep folders, a progress line per job, a final count."""
+
+from __future__ import annotations
+
+import math
+import os
+import secrets
+from pathlib import Path
+from typing import Any
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig, OmegaConf
+
+from lossbench.results import RESULTS_NAME, iter_results
+
+UID_ENV = "LOSSBENCH_SWEEP_UID"
+TOTAL_ENV = "LOSSBENCH_SWEEP_TOTAL"
+# Set by on_multirun_end in the launching process; __main__ turns it into the exit code.
+LAST_SWEEP: dict[str, Any] | None = None
+
+
+def new_invocation_uid() -> str:
+    """A fresh id per CLI call, inherited by the launcher's worker processes through the env."""
+    uid = secrets.token_hex(3)
+    os.environ[UID_ENV] = uid
+    return uid
+
+
+def _uid() -> str:
+    return os.environ.get(UID_ENV) or new_invocation_uid()
+
+
+def register_resolvers() -> None:
+    """`${lb_uid:}` keeps two sweeps started in the same second in different folders."""
+    if not OmegaConf.has_resolver("lb_uid"):
+        OmegaConf.register_new_resolver("lb_uid", _uid, use_cache=True)
+
+
+def count_jobs(config: DictConfig) -> int | None:
+    """How many jobs the basic sweeper will launch (None for other sweepers)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    if "BasicSweeper" not in str(config.hydra.sweeper.get("_target_", "")):
+        return None
+    params = dict(config.hydra.sweeper.get("params") or {})
+    for override in config.hydra.overrides.task:
+        key, _, value = override.partition("=")
+        params[key] = value
+    parsed = OverridesParser.create().parse_overrides([f"{k}={v}" for k, v in params.items()])
+    sizes = [len(list(o.sweep_iterator())) if o.is_sweep_override() else 1 for o in parsed]
+    return math.prod(sizes)
+
+
+class SweepProgress(Callback):
+    """Prints `[k/N] task loss seed: status metric` as jobs finish, and a summary at the end."""
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        total = count_jobs(config)
+        os.environ[TOTAL_ENV] = str(total or "?")
+
+    def on_job_end(self, config: DictConfig, job_return: Any, **kwargs: Any) -> None:
+        from hydra.core.hydra_config import HydraConfig
+
+        if not HydraConfig.initialized() or str(HydraConfig.get().mode) != "RunMode.MULTIRUN":
+            return
+        hc = HydraConfig.get()
+        sweep_dir = Path(hc.sweep.dir)
+        done = sum(1 for _ in sweep_dir.rglob(RESULTS_NAME))
+        total = os.environ.get(TOTAL_ENV, "?")
+        results_path = Path(hc.runtime.output_dir) / RESULTS_NAME
+        from lossbench.results import read_results
+
+        print(progress_line(read_results(results_path), done, total), flush=True)
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        global LAST_SWEEP
+        sweep_dir = Path(config.hydra.sweep.dir)
+        statuses = [data.get("status") for _, data in iter_results(sweep_dir)]
+        total = os.environ.get(TOTAL_ENV, "?")
+        counts = {s: statuses.count(s) for s in ("ok", "diverged", "failed")}
+        missing = int(total) - len(statuses) if total.isdigit() else 0
+        LAST_SWEEP = {"dir": str(sweep_dir), "missing": max(missing, 0), **counts}
+        parts = ", ".join(f"{n} {s}" for s, n in counts.items() if n)
+        if missing > 0:
+            parts += f", {missing} without results"
+        print(f"sweep done: {len(statuses)} of {total} jobs ({parts or 'none'}) in {sweep_dir}")
+        print(f"report: python -m lossbench.report {sweep_dir}", flush=True)
+
+
+def progress_line(results: dict[str, Any] | None, done: int, total: str) -> str:
+    if results is None:
+        return f"[{done}/{total}] job ended without results"
+    head = f"[{done}/{total}] {results.get('task')} {results.get('loss')} s{results.get('seed')}"
+    if results.get("status") == "failed":
+        return f"{head}: failed: {results.get('reason')}"
+    best = (results.get("metrics") or {}).get("best") or {}
+    metric = (results.get("selection") or {}).get("metric", "")
+    test_metric = metric.replace("val/", "test/")
+    figure = f"{test_metric} {best[test_metric]:.4g}" if test_metric in best else ""
+    note = " (resumed)" if results.get("resumed_from") else ""
+    return f"{head}: {results.get('status')} {figure} {results.get('wall_s', 0):.1f}s{note}"

@@ -1,0 +1,152 @@
+"""Per task kind: the head size, the fixed selection metric, and the metrics that judge a loss."""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from lossbench.data.tabular import TaskData
+
+# The metric every loss on a task is judged and checkpoint-selected by (never its own value).
+SELECTION: dict[str, tuple[str, str]] = {
+    "regression": ("mae", "min"),
+    "binary": ("auroc", "max"),
+    "multiclass": ("acc", "max"),
+    "embedding": ("map_at_r", "max"),
+    "ranking": ("kendall_tau", "max"),
+}
+
+MetricFn = Callable[[Tensor, Tensor, TaskData], dict[str, Tensor]]
+_METRICS: dict[str, MetricFn] = {}
+
+
+def metric_fn(kind: str) -> Callable[[MetricFn], MetricFn]:
+    def register(fn: MetricFn) -> MetricFn:
+        _METRICS[kind] = fn
+        return fn
+
+    return register
+
+
+def head_size(data: TaskData, embedding_dim: int = 32) -> int:
+    """How many outputs the model's head needs for this task."""
+    if data.kind == "multiclass":
+        return int(data.num_classes)
+    if data.kind == "embedding":
+        return embedding_dim
+    return 1
+
+
+def squeeze_head(kind: str) -> bool:
+    """Tasks whose natural output is one number per sample, (N,) rather than (N, 1)."""
+    return kind in ("regression", "binary", "ranking")
+
+
+def compute_metrics(outputs: Tensor, targets: Tensor, data: TaskData) -> dict[str, Tensor]:
+    """Task metrics as 0-dim tensors on the outputs' device; the caller reads them once."""
+    if data.kind not in _METRICS:
+        task_extras(data.kind)
+    return _METRICS[data.kind](outputs, targets, data)
+
+
+@metric_fn("regression")
+def regression_metrics(outputs: Tensor, targets: Tensor, data: TaskData) -> dict[str, Tensor]:
+    """MAE, RMSE and R² in the original target units."""
+    from torchmetrics.functional import mean_absolute_error, mean_squared_error, r2_score
+
+    pred = outputs.float() * data.target_std + data.target_mean
+    true = targets.float() * data.target_std + data.target_mean
+    return {
+        "mae": mean_absolute_error(pred, true),
+        "rmse": mean_squared_error(pred, true, squared=False),
+        "r2": r2_score(pred, true),
+    }
+
+
+@metric_fn("binary")
+def binary_metrics(outputs: Tensor, targets: Tensor, data: TaskData) -> dict[str, Tensor]:
+    from torchmetrics.functional.classification import (
+        binary_accuracy,
+        binary_auroc,
+        binary_average_precision,
+        binary_calibration_error,
+        binary_f1_score,
+    )
+
+    probs = torch.sigmoid(outputs.float())
+    labels = targets.long()
+    return {
+        "acc": binary_accuracy(probs, labels),
+        "auroc": binary_auroc(probs, labels),
+        "ap": binary_average_precision(probs, labels),
+        "f1": binary_f1_score(probs, labels),
+        "brier": ((probs - targets.float()) ** 2).mean(),
+        "ece": binary_calibration_error(probs, labels, n_bins=15),
+    }
+
+
+@metric_fn("multiclass")
+def multiclass_metrics(outputs: Tensor, targets: Tensor, data: TaskData) -> dict[str, Tensor]:
+    from torchmetrics.functional.classification import (
+        multiclass_accuracy,
+        multiclass_calibration_error,
+        multiclass_f1_score,
+    )
+
+    n = int(data.num_classes)
+    logits, labels = outputs.float(), targets.long()
+    probs = logits.softmax(-1)
+    return {
+        "acc": multiclass_accuracy(logits, labels, num_classes=n, average="micro"),
+        "f1_macro": multiclass_f1_score(logits, labels, num_classes=n, average="macro"),
+        "nll": F.cross_entropy(logits, labels),
+        "ece": multiclass_calibration_error(probs, labels, num_classes=n, n_bins=15),
+    }
+
+
+@dataclass(frozen=True)
+class TaskExtras:
+    """What a task kind adds to the shared training loop (all optional).
+
+    - batch_order(data, batch_size) -> an order function for TensorBatches (e.g. m per class);
+    - baselines(data, untrained_model) -> {name: {"test/<metric>": value}};
+    - model_outputs(data, cfg) -> head size when it is not the task's default.
+    """
+
+    batch_order: Callable[[TaskData, int], Any] | None = None
+    baselines: Callable[[TaskData, Any], dict[str, dict[str, float]]] | None = None
+
+
+_EXTRAS: dict[str, TaskExtras] = {}
+# Modules that register metrics and extras for further task kinds, imported on first use.
+_PLUGINS = {"embedding": "lossbench.embedding", "ranking": "lossbench.ranking"}
+
+
+def register_extras(kind: str, extras: TaskExtras) -> None:
+    _EXTRAS[kind] = extras
+
+
+def task_extras(kind: str) -> TaskExtras:
+    """The extras of `kind`, importing the module that defines the kind when needed."""
+    if kind in _PLUGINS and kind not in _METRICS:
+        importlib.import_module(_PLUGINS[kind])
+    if kind not in _EXTRAS:
+        from lossbench.baselines import tabular_baselines
+
+        return TaskExtras(baselines=lambda data, model: tabular_baselines(data))
+    return _EXTRAS[kind]
+
+
+def is_better(kind: str, value: float, best: float | None) -> bool:
+    """Whether `value` of the selection metric beats `best` (NaN never does)."""
+    if value != value:
+        return False
+    if best is None:
+        return True
+    return value < best if SELECTION[kind][1] == "min" else value > best

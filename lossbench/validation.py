@@ -1,0 +1,73 @@
+"""Check a composed config before anything trains: one line per problem, naming what is allowed."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from lossbench.losses.registry import Param
+
+
+class ConfigError(ValueError):
+    """Bad user input; the CLI prints its one-line message and exits non-zero."""
+
+
+TASK_KINDS = ("regression", "binary", "multiclass", "embedding", "ranking")
+MODELS = ("mlp",)
+OPTIMIZERS = ("adam", "adamw", "sgd")
+LOGGERS = ("wandb", "csv", "none")
+WANDB_MODES = ("offline", "online", "disabled")
+
+# Dotted config key -> the values it may take.
+RANGES: dict[str, Param] = {
+    "seed": Param(0, low=0, kind="int"),
+    "batch_size": Param(64, low=1, kind="int"),
+    "threads": Param(0, low=0, kind="int"),
+    "optimizer.lr": Param(1e-3, low=0.0, low_open=True),
+    "optimizer.weight_decay": Param(0.0, low=0.0),
+    "trainer.max_epochs": Param(1, low=1, kind="int"),
+    "model.dropout": Param(0.0, low=0.0, high=1.0, high_open=True),
+    "task.val_fraction": Param(0.2, low=0.0, high=1.0, low_open=True, high_open=True),
+    "task.test_fraction": Param(0.2, low=0.0, high=1.0, low_open=True, high_open=True),
+}
+
+
+def _get(cfg: dict[str, Any], dotted: str) -> Any:
+    node: Any = cfg
+    for key in dotted.split("."):
+        if not isinstance(node, dict) or key not in node:
+            return None
+        node = node[key]
+    return node
+
+
+def _choice(key: str, value: Any, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ConfigError(f"unknown {key} '{value}' (choose from: {', '.join(allowed)})")
+
+
+def validate_config(cfg: dict[str, Any]) -> None:
+    """Raise ConfigError for the first problem in a resolved config (a plain dict)."""
+    _choice("task kind", _get(cfg, "task.kind"), TASK_KINDS)
+    _choice("model", _get(cfg, "model.name"), MODELS)
+    _choice("optimizer", _get(cfg, "optimizer.name"), OPTIMIZERS)
+    _choice("logger", _get(cfg, "logger.name"), LOGGERS)
+    if cfg["logger"]["name"] == "wandb":
+        _choice("logger.mode", cfg["logger"].get("mode"), WANDB_MODES)
+    for key, param in RANGES.items():
+        value = _get(cfg, key)
+        if value is not None:
+            try:
+                param.check(key, value)
+            except ValueError as err:
+                raise ConfigError(str(err)) from None
+    hidden = _get(cfg, "model.hidden_dims")
+    if hidden is not None and (
+        not isinstance(hidden, list)
+        or not all(isinstance(h, int) and not isinstance(h, bool) and h > 0 for h in hidden)
+    ):
+        raise ConfigError(f"model.hidden_dims must be a list of positive integers, got {hidden!r}")
+    fractions = (_get(cfg, "task.val_fraction") or 0) + (_get(cfg, "task.test_fraction") or 0)
+    if fractions >= 0.9:
+        raise ConfigError(
+            f"task.val_fraction + task.test_fraction must be < 0.9, got {fractions:g}"
+        )
