@@ -34,6 +34,7 @@ class SafeWandbLogger(WandbLogger):
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
+        self._wandb_init.pop("anonymous", None)  # deprecated in wandb; it warns on every run
         self.broken = False
 
     def _guard(self, method: str, *args: Any, **kwargs: Any) -> Any:
@@ -74,7 +75,7 @@ class SafeWandbLogger(WandbLogger):
 
         try:
             if wandb.run is not None:
-                wandb.finish(quiet=True)
+                wandb.finish()
         except Exception as err:
             _warn(f"wandb could not finish the run ({type(err).__name__}: {err})")
 

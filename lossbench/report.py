@@ -246,14 +246,14 @@ def _select(df: pd.DataFrame, keys: list[str], values: tuple) -> pd.DataFrame:
     return df
 
 
-def fmt(value: Any) -> str:
+def fmt(value: Any, digits: int = 4) -> str:
     """Compact cell text: 4 significant digits, blanks for missing."""
     import pandas as pd
 
     if value is None or (pd.api.types.is_scalar(value) and pd.isna(value)):
         return ""
     if isinstance(value, float):
-        return f"{value:.4g}"
+        return f"{value:.{digits}g}"
     return str(value)
 
 
@@ -271,18 +271,20 @@ def params_text(row: pd.Series, keys: list[str], short: bool = False) -> str:
     return kv_text(names, [row[k] for k in keys])
 
 
-def ci_text(row: pd.Series, col: str) -> str:
+def ci_text(row: pd.Series, col: str, digits: int = 4) -> str:
     """`mean [lo, hi]` for one metric column prefix."""
     if not fmt(row.get(f"{col}_mean")):
         return ""
-    return f"{fmt(row[f'{col}_mean'])} [{fmt(row[f'{col}_lo'])}, {fmt(row[f'{col}_hi'])}]"
+    mean, lo, hi = (fmt(row[f"{col}_{s}"], digits) for s in ("mean", "lo", "hi"))
+    return f"{mean} [{lo}, {hi}]"
 
 
 def compact(lb: pd.DataFrame, task: Task, short: bool = False) -> list[dict[str, str]]:
-    """Rows for the terminal and markdown: the columns a reader scans first."""
+    """Columns a reader scans first; short=True (terminal) means brief names and 3 digits."""
     sel = f"best/{task.selection}"
-    return [{"loss": r["loss"], "params": params_text(r, task.swept, short), sel: ci_text(r, sel),
-             "rank": fmt(r["rank"]), "n_seeds": fmt(r["n_seeds"]), "diverged": fmt(r["n_diverged"]),
+    digits = 3 if short else 4
+    return [{"loss": r["loss"], "params": params_text(r, task.swept, short),
+             sel: ci_text(r, sel, digits), "rank": fmt(r["rank"]), "n_seeds": fmt(r["n_seeds"]), "diverged": fmt(r["n_diverged"]),
              "failed": fmt(r["n_failed"]), "wall_s": fmt(r["wall_s"])} for _, r in lb.iterrows()]
 
 
@@ -412,11 +414,12 @@ def print_table(result: dict[str, Any]) -> None:
     heads = ["loss", "params", "mean [95% CI]", "rank", "seeds", "div", "fail", "wall_s"]
     for task in result["tasks"]:
         board = result["leaderboard"][result["leaderboard"]["task"] == task.name]
-        table = Table(title=f"{task.name}: best/{task.selection} ({task.mode})", box=box.SIMPLE)
+        table = Table(title=f"{task.name}: best/{task.selection} ({task.mode})", box=box.SIMPLE,
+                      padding=(0, 1))
         show = [i for i in range(len(heads)) if i != 1 or task.swept]  # params only if swept
         for i in show:
-            table.add_column(heads[i], justify="right" if i > 1 else "left", no_wrap=i != 1,
-                             overflow="fold")
+            table.add_column(heads[i], justify="right" if i > 1 else "left", no_wrap=i > 1,
+                             overflow="fold", min_width=10 if i < 2 else len(heads[i]))
         for row in compact(board, task, short=True):
             cells = list(row.values())
             table.add_row(*(cells[i] for i in show))

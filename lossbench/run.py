@@ -243,7 +243,7 @@ def _finish_stray_wandb() -> None:
     wandb = sys.modules.get("wandb")
     if wandb is not None and getattr(wandb, "run", None) is not None:
         try:
-            wandb.finish(exit_code=1, quiet=True)
+            wandb.finish(exit_code=1)
         except Exception as err:
             log.warning("wandb could not finish a failed run: %s", err)
 
