@@ -284,8 +284,9 @@ def compact(lb: pd.DataFrame, task: Task, short: bool = False) -> list[dict[str,
     sel = f"best/{task.selection}"
     digits = 3 if short else 4
     return [{"loss": r["loss"], "params": params_text(r, task.swept, short),
-             sel: ci_text(r, sel, digits), "rank": fmt(r["rank"]), "n_seeds": fmt(r["n_seeds"]), "diverged": fmt(r["n_diverged"]),
-             "failed": fmt(r["n_failed"]), "wall_s": fmt(r["wall_s"])} for _, r in lb.iterrows()]
+             sel: ci_text(r, sel, digits), "rank": fmt(r["rank"]), "n_seeds": fmt(r["n_seeds"]),
+             "diverged": fmt(r["n_diverged"]), "failed": fmt(r["n_failed"]),
+             "wall_s": fmt(r["wall_s"], digits)} for _, r in lb.iterrows()]
 
 
 def md_table(rows: list[dict[str, Any]]) -> str:
