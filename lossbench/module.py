@@ -27,6 +27,8 @@ class LossbenchModule(pl.LightningModule):
     ) -> None:
         super().__init__()
         self.model, self.loss, self.data, self.optimizer_cfg = model, loss, data, optimizer
+        self.augment: Any = None  # callable on a training batch of inputs, on the device
+        self.eval_batch_size = 1024
         self.squeeze = squeeze_head(data.kind)
         self.selection = SELECTION[data.kind][0]
         self.history: list[dict[str, float]] = []
@@ -53,6 +55,8 @@ class LossbenchModule(pl.LightningModule):
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
         x, y = batch
+        if self.augment is not None:
+            x = self.augment(x)
         loss = self.loss(self(x), y)
         detached = loss.detach()
         self._loss_sum = detached if self._loss_sum is None else self._loss_sum + detached
@@ -65,8 +69,11 @@ class LossbenchModule(pl.LightningModule):
         was_training = self.model.training
         self.model.eval()
         x, y = self.data.split(split)
-        outputs = self(x)
-        metrics = compute_metrics(outputs, y, self.data)
+        step = self.eval_batch_size
+        outputs = torch.cat([
+            self(x[i : i + step].to(self.device, non_blocking=True)) for i in range(0, len(x), step)
+        ])
+        metrics = compute_metrics(outputs, y.to(self.device), self.data)
         self.model.train(was_training)
         return {f"{split}/{k}": v for k, v in metrics.items()}
 

@@ -14,7 +14,9 @@ RESULTS_NAME = "results.json"
 SCHEMA = 1
 COMPLETE = ("ok", "diverged")
 # Config keys that say where or how a run is recorded, not what it computes.
-VOLATILE_KEYS = ("output_dir", "out_root", "resume", "logger", "threads", "tags", "trainer.progress_bar")
+VOLATILE_KEYS = (
+    "output_dir", "out_root", "resume", "logger", "threads", "tags", "trainer.progress_bar",
+)
 
 
 def write_json_atomic(path: Path, payload: dict[str, Any]) -> Path:

@@ -108,12 +108,19 @@ def load_data(config: dict[str, Any]):
 
     task = config["task"]
     try:
+        if task.get("source") == "torchvision":
+            from lossbench.data.images import make_image_task_data
+
+            return make_image_task_data(
+                task["kind"], task["dataset"], config["seed"], task.get("val_size", 5000),
+                task.get("data_dir"), task.get("download", True), perturb=config.get("perturb"),
+            )
         return make_task_data(
             task["kind"], task["dataset"], config["seed"],
             task.get("val_fraction", 0.2), task.get("test_fraction", 0.2),
-            perturb=config.get("perturb"),
+            perturb=config.get("perturb"), split=task.get("split", "samples"), options=task,
         )
-    except ValueError as err:
+    except (ValueError, FileNotFoundError) as err:
         raise ConfigError(str(err)) from None
 
 
@@ -177,6 +184,8 @@ def run(cfg: Any) -> dict[str, Any]:
     Never raises for a failed run: the results say `failed` with a one-line `reason` (bad
     input included), so a sweep goes on. `HYDRA_FULL_ERROR=1` re-raises, for debugging.
     """
+    import pytorch_lightning  # noqa: F401  (import time is process start, not this run's wall_s)
+
     start = time.perf_counter()
     config = to_plain(cfg)
     runtime = _hydra_runtime()
@@ -195,10 +204,10 @@ def run(cfg: Any) -> dict[str, Any]:
         out_dir.mkdir(parents=True, exist_ok=True)
         if not os.access(out_dir, os.W_OK):
             raise ConfigError(f"output folder {out_dir} is not writable")
-        previous = find_complete(
-            [out_dir] + ([Path(config.get("out_root") or "outputs")] if config.get("resume") else []),
-            results["config_hash"],
-        )
+        search = [out_dir]
+        if config.get("resume"):
+            search.append(Path(config.get("out_root") or "outputs"))
+        previous = find_complete(search, results["config_hash"])
         if previous is not None:
             path, done = previous
             done = {**done, "resumed_from": str(path), "output_dir": results["output_dir"]}
@@ -216,7 +225,7 @@ def run(cfg: Any) -> dict[str, Any]:
         results["reason"] = _one_line(err)
         results["status"] = "failed"
         _finish_stray_wandb()
-        log.error("run failed: %s\n%s", results["reason"], traceback.format_exc())
+        log.info("run failed: %s\n%s", results["reason"], traceback.format_exc())
     finally:
         results["wall_s"] = round(time.perf_counter() - start, 3)
         results.pop("_logger", None)
@@ -294,17 +303,29 @@ def _train(
         default_root_dir=str(out_dir),
     )
     device = trainer.strategy.root_device
-    data = data.to(device)
+    on_device = keep_on_device(config["task"].get("data_path", "auto"), data, device)
+    if on_device:
+        data = data.to(device)
     extras = task_extras(kind)
     pl.seed_everything(seed, workers=False, verbose=False)
     outputs = head_size(data, int(config["model"].get("embedding_dim", 32)))
-    model = build_model(config["model"], data.num_features, outputs)
+    model = build_model(config["model"], data, outputs)
+    if config.get("compile"):
+        model = torch.compile(model)
     module = LossbenchModule(model, loss_fn, data, config["optimizer"])
+    if config["task"].get("augment"):
+        from lossbench.data.vision import augment_cifar
+
+        generator = torch.Generator().manual_seed(seed)
+        module.augment = lambda x: augment_cifar(x, generator)
     # Baselines see the untrained network (the embedding task scores it).
     baselines = extras.baselines(data, module) if extras.baselines else {}
     batch_size = int(config["batch_size"])
-    order = extras.batch_order(data, batch_size) if extras.batch_order else None
-    batches = TensorBatches(data.x_train, data.y_train, batch_size, seed=seed, order=order)
+    if on_device:
+        order = extras.batch_order(data, batch_size) if extras.batch_order else None
+        batches = TensorBatches(data.x_train, data.y_train, batch_size, seed=seed, order=order)
+    else:
+        batches = streaming_loader(data, batch_size, seed, device)
     trainer.fit(module, train_dataloaders=batches)
 
     metrics: dict[str, Any] = {}
@@ -329,8 +350,39 @@ def _train(
         "epochs": len(module.history) + int(diverged),
         "diverged_epoch": module.diverged_epoch,
         "device": str(device), "threads": threads,
+        "data_path": "device" if on_device else "stream",
         "_logger": logger,
     }
+
+
+def keep_on_device(choice: str, data: Any, device: Any) -> bool:
+    """Small data lives on the device as tensors (the fast path); large data streams."""
+    if choice in ("device", "stream"):
+        return choice == "device"
+    if choice != "auto":
+        raise ConfigError(f"task.data_path must be auto, device or stream, got '{choice}'")
+    if not data.is_image:
+        return True
+    from lossbench.data.vision import fits_on_device
+
+    return fits_on_device(data.nbytes(), device)
+
+
+def streaming_loader(data: Any, batch_size: int, seed: int, device: Any):
+    """A DataLoader with workers, pinned memory and persistent workers, for data that won't fit."""
+    import torch
+    from torch.utils.data import BatchSampler, DataLoader, RandomSampler, TensorDataset
+
+    # Whole batches are indexed at once (no per-sample collate): workers only slice tensors.
+    sampler = BatchSampler(
+        RandomSampler(data.x_train, generator=torch.Generator().manual_seed(seed)),
+        batch_size=batch_size, drop_last=False,
+    )
+    workers = min(4, max(1, (os.cpu_count() or 1) - 1))
+    return DataLoader(
+        TensorDataset(data.x_train, data.y_train), sampler=sampler, batch_size=None,
+        num_workers=workers, pin_memory=device.type == "cuda", persistent_workers=True,
+    )
 
 
 def _floats(metrics: dict[str, Any]) -> dict[str, float]:

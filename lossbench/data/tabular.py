@@ -35,10 +35,23 @@ class TaskData:
     target_mean: float = 0.0
     target_std: float = 1.0
     perturb: dict[str, Any] = field(default_factory=lambda: {"name": "none"})
+    # The task config's keys (m_per_class, ndcg_k, ...), read by task plugins.
+    options: dict[str, Any] = field(default_factory=dict)
+    # Images stay uint8 (4x less memory); the model normalises them with these statistics.
+    input_mean: tuple[float, ...] | None = None
+    input_std: tuple[float, ...] | None = None
 
     @property
     def num_features(self) -> int:
         return self.x_train.shape[1]
+
+    @property
+    def is_image(self) -> bool:
+        return self.x_train.dim() == 4
+
+    def nbytes(self) -> int:
+        return sum(t.numel() * t.element_size() for t in (
+            self.x_train, self.y_train, self.x_val, self.y_val, self.x_test, self.y_test))
 
     def split(self, name: str) -> tuple[Tensor, Tensor]:
         return getattr(self, f"x_{name}"), getattr(self, f"y_{name}")
@@ -89,6 +102,27 @@ def split_indices(
     return train, val, test
 
 
+def class_disjoint_indices(
+    y: np.ndarray, seed: int, val_fraction: float, test_fraction: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Metric learning's protocol: train on the first half of the classes, evaluate on the rest.
+
+    The held-out classes' samples are split into val and test (stratified, fixed by `seed`).
+    """
+    from sklearn.model_selection import train_test_split
+
+    classes = np.unique(y)
+    if len(classes) < 4:
+        raise ValueError(f"task.split=class_disjoint needs at least 4 classes, got {len(classes)}")
+    held_out = np.isin(y, classes[len(classes) // 2 :])
+    rest = np.flatnonzero(held_out)
+    val, test = train_test_split(
+        rest, test_size=test_fraction / (val_fraction + test_fraction), random_state=seed,
+        stratify=y[rest],
+    )
+    return np.flatnonzero(~held_out), val, test
+
+
 def make_task_data(
     kind: str,
     dataset: str,
@@ -96,6 +130,8 @@ def make_task_data(
     val_fraction: float = 0.2,
     test_fraction: float = 0.2,
     perturb: dict[str, Any] | None = None,
+    split: str = "samples",
+    options: dict[str, Any] | None = None,
 ) -> TaskData:
     """Split, perturb the training split only, standardise with training statistics only."""
     if dataset not in DATASETS.get(kind, ()):
@@ -103,7 +139,13 @@ def make_task_data(
         raise ValueError(f"dataset '{dataset}' does not fit task kind '{kind}' (allowed: {allowed})")
     x, y = load_arrays(dataset)
     classify = kind in ("binary", "multiclass", "embedding")
-    train, val, test = split_indices(y, seed, val_fraction, test_fraction, stratify=classify)
+    if split == "class_disjoint" and kind == "embedding":
+        train, val, test = class_disjoint_indices(y, seed, val_fraction, test_fraction)
+    elif split == "samples":
+        train, val, test = split_indices(y, seed, val_fraction, test_fraction, stratify=classify)
+    else:
+        allowed = "samples, class_disjoint" if kind == "embedding" else "samples"
+        raise ValueError(f"task.split must be one of {allowed}, got {split!r}")
     x_train, y_train = x[train], y[train]
     perturb_info: dict[str, Any] = {"name": "none"}
     if perturb and perturb.get("name", "none") != "none":
@@ -147,5 +189,5 @@ def make_task_data(
         x_val=features(x[val]), y_val=targets(y[val]),
         x_test=features(x[test]), y_test=targets(y[test]),
         num_classes=num_classes, target_mean=target_mean, target_std=target_std,
-        perturb=perturb_info,
+        perturb=perturb_info, options=dict(options or {}),
     )

@@ -97,7 +97,14 @@ class TaskLoss(nn.Module):
         _check_shapes(self.kind, outputs, targets)
         if self.check_values:
             _check_values(self.kind, outputs, targets)
-        return self.inner(self.loss_input(outputs), self.loss_target(targets, outputs))
+        try:
+            return self.inner(self.loss_input(outputs), self.loss_target(targets, outputs))
+        except NotImplementedError as err:  # e.g. a CPU kernel torch lacks for float16
+            first_line = str(err).strip().splitlines()[0] if str(err).strip() else ""
+            raise ValueError(
+                f"loss '{self.name}' does not support {outputs.dtype} outputs on "
+                f"{outputs.device.type}: {first_line}"
+            ) from err
 
 
 def build_from_spec(

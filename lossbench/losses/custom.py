@@ -60,7 +60,7 @@ def sigmoid_focal_loss(
 
 @register_loss(
     "focal", tasks="binary", input="raw", target="float", paper="Lin et al. 2017",
-    params={"alpha": Param(0.25, low=-1.0, high=1.0), "gamma": GAMMA},
+    params={"alpha": Param(0.25, low=0.0, high=1.0, also=(-1.0,)), "gamma": GAMMA},
 )
 class SigmoidFocalLoss(_Loss):
     """Sigmoid focal loss on logits: down-weights easy examples so rare positives count."""
@@ -90,7 +90,7 @@ def softmax_focal_loss(
 
 @register_loss(
     "focal", tasks="multiclass", input="raw", target="index", paper="Lin et al. 2017",
-    params={"alpha": Param(-1.0, low=-1.0, high=1.0), "gamma": GAMMA},
+    params={"alpha": Param(-1.0, low=0.0, high=1.0, also=(-1.0,)), "gamma": GAMMA},
 )
 class SoftmaxFocalLoss(_Loss):
     """Softmax focal loss on logits and class indices."""

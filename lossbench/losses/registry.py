@@ -29,6 +29,8 @@ class Param:
     kind: str = "float"  # float | int | bool | str | floats (a list of numbers)
     choices: tuple[Any, ...] | None = None
     allow_none: bool = False
+    # Single values allowed outside [low, high], e.g. focal's alpha=-1 meaning "no weighting".
+    also: tuple[float, ...] = ()
 
     def allowed(self) -> str:
         if self.choices is not None:
@@ -49,7 +51,8 @@ class Param:
             rng = f" {'<' if self.high_open else '<='} {hi}"
         else:
             rng = ""
-        return what + rng + (" or null" if self.allow_none else "")
+        extra = "".join(f" or {v:g}" for v in self.also)
+        return what + rng + extra + (" or null" if self.allow_none else "")
 
     def check(self, key: str, value: Any) -> Any:
         """Return `value` coerced to this parameter's type, or raise a one-line ValueError."""
@@ -59,7 +62,8 @@ class Param:
                 return None
             raise bad
         if self.choices is not None:
-            if value not in self.choices:
+            # True == 1, so a bool would pass as the choice 1 without the isinstance check.
+            if value not in self.choices or (isinstance(value, bool) and self.kind != "bool"):
                 raise bad
             return value
         if self.kind == "bool":
@@ -80,6 +84,8 @@ class Param:
         number = int(value) if self.kind == "int" else float(value)
         if not math.isfinite(number):
             raise bad
+        if number in self.also:
+            return number
         if self.low is not None and (number < self.low or (self.low_open and number == self.low)):
             raise bad
         if self.high is not None and (

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
 import torch
-from torch import nn
+import torch.nn.functional as F
+from torch import Tensor, nn
 
 from lossbench.losses.registry import LossSpec, Param, add_spec
 
@@ -37,8 +39,26 @@ def _pos_weight(kwargs: dict) -> dict:
 
 def _class_weight(kwargs: dict) -> dict:
     if kwargs.get("weight") is not None:
-        kwargs["weight"] = torch.tensor(kwargs["weight"])
+        weight = kwargs["weight"]
+        if not weight or not all(math.isfinite(w) and w >= 0 for w in weight):
+            raise ValueError(f"loss.weight must be a list of numbers >= 0, got {weight!r}")
+        kwargs["weight"] = torch.tensor(weight)
     return kwargs
+
+
+class _CrossEntropyLoss(nn.CrossEntropyLoss):
+    """nn.CrossEntropyLoss whose class weights follow the logits' dtype and must fit C."""
+
+    def forward(self, input: Tensor, target: Tensor) -> Tensor:
+        weight = self.weight
+        if weight is not None:
+            if weight.numel() != input.shape[-1]:
+                raise ValueError(
+                    f"loss.weight has {weight.numel()} entries for {input.shape[-1]} classes"
+                )
+            weight = weight.to(input.dtype)
+        return F.cross_entropy(input, target, weight=weight, ignore_index=self.ignore_index,
+                               reduction=self.reduction, label_smoothing=self.label_smoothing)
 
 
 # Regression: raw predictions against float targets.
@@ -56,9 +76,10 @@ _torch("soft_margin", nn.SoftMarginLoss, "binary", "raw", "pm1")
 _torch("mse", nn.MSELoss, "binary", "probs", "float", summary="torch.nn.MSELoss on sigmoid")
 
 # Multiclass: (N, C) logits, class indices.
-_torch("ce", nn.CrossEntropyLoss, "multiclass", "raw", "index",
+_torch("ce", _CrossEntropyLoss, "multiclass", "raw", "index",
        {"weight": Param(None, kind="floats", allow_none=True),
-        "label_smoothing": Param(0.0, low=0.0, high=1.0)}, _class_weight)
+        "label_smoothing": Param(0.0, low=0.0, high=1.0)}, _class_weight,
+       summary="torch.nn.CrossEntropyLoss")
 _torch("nll", nn.NLLLoss, "multiclass", "log_probs", "index",
        summary="torch.nn.NLLLoss on log_softmax")
 _torch("bce_onehot", nn.BCELoss, "multiclass", "probs", "onehot",
