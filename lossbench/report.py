@@ -70,6 +70,8 @@ def load_runs(paths: list[Path]) -> list[dict[str, Any]]:
                 or not isinstance(data.get("metrics") or {}, dict)):
             warn(f"skipping {path}: not a lossbench results file")
             continue
+        if data["status"] == "skipped":  # a loss that does not fit the task (all_losses)
+            continue
         data["_path"], data["_mtime"] = str(path), path.stat().st_mtime
         runs.append(data)
     if not runs:

@@ -23,7 +23,7 @@ NATURAL_TARGET = {
     "regression": "float", "binary": "float", "multiclass": "index",
     "embedding": "labels", "ranking": "float",
 }
-LOSS_META_KEYS = ("name", "_target_", "input", "target", "tasks")
+LOSS_META_KEYS = ("name", "label", "_target_", "input", "target", "tasks")
 
 
 def to_plain(cfg: Any) -> dict[str, Any]:
@@ -72,8 +72,19 @@ def _import_loss_class(path: str) -> type:
     return cls
 
 
-def loss_from_config(loss_cfg: dict[str, Any], kind: str, check_values: bool = False):
-    """The TaskLoss a loss config names: a registered name, or a user's class by import path."""
+def balanced_pos_weight(data: Any) -> float:
+    """negatives / positives in the training split: BCE's pos_weight that evens the classes."""
+    positives = float(data.y_train.sum())
+    return (len(data.y_train) - positives) / max(positives, 1.0)
+
+
+def loss_from_config(
+    loss_cfg: dict[str, Any], kind: str, data: Any = None, check_values: bool = False
+):
+    """The TaskLoss a loss config names: a registered name, or a user's class by import path.
+
+    `pos_weight: balanced` is computed from `data` (1.0 while only validating the config).
+    """
     from lossbench.losses import LossSpec, build_loss
     from lossbench.losses.adapter import build_from_spec
     from lossbench.losses.registry import TASK_KINDS
@@ -82,6 +93,8 @@ def loss_from_config(loss_cfg: dict[str, Any], kind: str, check_values: bool = F
     hparams = {
         k: v for k, v in loss_cfg.items() if k not in LOSS_META_KEYS and v is not None
     }
+    if hparams.get("pos_weight") == "balanced":
+        hparams["pos_weight"] = balanced_pos_weight(data) if data is not None else 1.0
     try:
         target = loss_cfg.get("_target_")
         if not target:
@@ -119,6 +132,7 @@ def load_data(config: dict[str, Any]):
             task["kind"], task["dataset"], config["seed"],
             task.get("val_fraction", 0.2), task.get("test_fraction", 0.2),
             perturb=config.get("perturb"), split=task.get("split", "samples"), options=task,
+            input_scale=float(task.get("input_scale", 1.0)),
         )
     except (ValueError, FileNotFoundError) as err:
         raise ConfigError(str(err)) from None
@@ -193,7 +207,8 @@ def run(cfg: Any) -> dict[str, Any]:
     results: dict[str, Any] = {
         "status": "failed", "reason": None,
         "task": config["task"].get("name"), "kind": config["task"].get("kind"),
-        "dataset": config["task"].get("dataset"), "loss": config["loss"].get("name"),
+        "dataset": config["task"].get("dataset"),
+        "loss": config["loss"].get("label") or config["loss"].get("name"),
         "seed": config.get("seed"),
         "overrides": runtime["overrides"] if runtime else [],
         "config": config, "config_hash": config_hash(config),
@@ -216,8 +231,14 @@ def run(cfg: Any) -> dict[str, Any]:
             return done
         validate_config(config)
         kind = config["task"]["kind"]
-        loss_fn = loss_from_config(config["loss"], kind)
-        results.update(_train(config, runtime, out_dir, loss_fn, results))
+        try:
+            loss_from_config(config["loss"], kind)  # bad input is refused before any data loads
+        except ConfigError as err:
+            if config.get("skip_unfit") and "does not fit task" in str(err):
+                results.update(status="skipped", reason=str(err))
+                return results
+            raise
+        results.update(_train(config, runtime, out_dir, results))
         logger = results.pop("_logger", None)
     except Exception as err:
         if os.environ.get("HYDRA_FULL_ERROR") == "1":
@@ -266,7 +287,7 @@ def _summary(results: dict[str, Any]) -> dict[str, Any]:
 
 
 def _train(
-    config: dict[str, Any], runtime: dict[str, Any] | None, out_dir: Path, loss_fn: Any,
+    config: dict[str, Any], runtime: dict[str, Any] | None, out_dir: Path,
     results: dict[str, Any],
 ) -> dict[str, Any]:
     """The training part of a run; returns the keys it adds to the results."""
@@ -284,6 +305,7 @@ def _train(
     seed = int(config["seed"])
     kind = config["task"]["kind"]
     data = load_data(config)
+    loss_fn = loss_from_config(config["loss"], kind, data)
     group = (runtime or {}).get("group") or config["task"]["name"]
     tags = [config["task"]["name"], config["loss"]["name"], *config.get("tags", [])]
     logger = build_logger(config["logger"], out_dir, config["name"], group, tags, config)

@@ -77,7 +77,7 @@ class SweepProgress(Callback):
         sweep_dir = Path(config.hydra.sweep.dir)
         statuses = [data.get("status") for _, data in iter_results(sweep_dir)]
         total = os.environ.get(TOTAL_ENV, "?")
-        counts = {s: statuses.count(s) for s in ("ok", "diverged", "failed")}
+        counts = {s: statuses.count(s) for s in ("ok", "diverged", "failed", "skipped")}
         missing = int(total) - len(statuses) if total.isdigit() else 0
         LAST_SWEEP = {"dir": str(sweep_dir), "missing": max(missing, 0), **counts}
         parts = ", ".join(f"{n} {s}" for s, n in counts.items() if n)

@@ -26,6 +26,7 @@ RANGES: dict[str, Param] = {
     "optimizer.weight_decay": Param(0.0, low=0.0),
     "trainer.max_epochs": Param(1, low=1, kind="int"),
     "model.dropout": Param(0.0, low=0.0, high=1.0, high_open=True),
+    "task.input_scale": Param(1.0, low=0.0, low_open=True),
     "task.val_size": Param(5000, low=1, kind="int"),
     "task.val_fraction": Param(0.2, low=0.0, high=1.0, low_open=True, high_open=True),
     "task.test_fraction": Param(0.2, low=0.0, high=1.0, low_open=True, high_open=True),

@@ -132,8 +132,13 @@ def make_task_data(
     perturb: dict[str, Any] | None = None,
     split: str = "samples",
     options: dict[str, Any] | None = None,
+    input_scale: float = 1.0,
 ) -> TaskData:
-    """Split, perturb the training split only, standardise with training statistics only."""
+    """Split, perturb the training split only, standardise with training statistics only.
+
+    `input_scale` multiplies the standardised features of every split: extreme inputs that
+    saturate a sigmoid, for stability experiments.
+    """
     if dataset not in DATASETS.get(kind, ()):
         allowed = ", ".join(DATASETS.get(kind, ()))
         raise ValueError(f"dataset '{dataset}' does not fit task kind '{kind}' (allowed: {allowed})")
@@ -163,7 +168,7 @@ def make_task_data(
     std[std == 0] = 1.0  # constant pixels in digits
 
     def features(a: np.ndarray) -> Tensor:
-        return torch.from_numpy((a - mean) / std).float()
+        return torch.from_numpy((a - mean) / std * input_scale).float()
 
     if classify:
         def labels(a: np.ndarray) -> Tensor:

@@ -1,6 +1,11 @@
 """Every loss lossbench compares, behind one registry: list, build and register losses."""
 
-from lossbench.losses import custom, torch_losses  # noqa: F401  (registration on import)
+from lossbench.losses import (  # noqa: F401  (registration on import)
+    custom,
+    embedding_losses,
+    ranking_losses,
+    torch_losses,
+)
 from lossbench.losses.adapter import TaskLoss, build_loss
 from lossbench.losses.registry import (
     INPUTS,

@@ -107,13 +107,11 @@ class TupleLoss(nn.Module):
     """Shared by the embedding losses: mining, the distance's normalisation, reduction, and
     per-epoch diagnostics (fraction of tuples with a non-zero loss, mean embedding norm)."""
 
-    def __init__(self, distance: str = "euclidean", reduction: str = "mean") -> None:
+    def __init__(self, normalize: bool = False, reduction: str = "mean") -> None:
         super().__init__()
-        if distance not in DISTANCES:
-            raise ValueError(f"loss.distance must be one of {', '.join(DISTANCES)}, got {distance!r}")
         if reduction not in ("mean", "sum"):
             raise ValueError(f"loss.reduction must be mean or sum, got {reduction!r}")
-        self.distance, self.reduction = distance, reduction
+        self.normalize, self.reduction = normalize, reduction
         self._sums: Tensor | None = None
         self._steps = 0
 
@@ -122,9 +120,7 @@ class TupleLoss(nn.Module):
         raise NotImplementedError
 
     def forward(self, embeddings: Tensor, labels: Tensor) -> Tensor:
-        # "cosine": distances between L2-normalised embeddings (sqrt(2 - 2 cos), monotone in
-        # cosine), so margins keep the meaning they have for the euclidean distance.
-        measured = F.normalize(embeddings, dim=1) if self.distance == "cosine" else embeddings
+        measured = F.normalize(embeddings, dim=1) if self.normalize else embeddings
         groups = [g for g in self.tuple_losses(measured, labels) if g.numel() > 0]
         self._record(embeddings, groups)
         total = embeddings.sum() * 0.0  # no tuple: 0, still on the graph so backward works
@@ -146,6 +142,17 @@ class TupleLoss(nn.Module):
         means = sums / max(self._steps, 1)
         self._sums, self._steps = None, 0
         return {"active_fraction": means[0], "embedding_norm": means[1]}
+
+
+def on_sphere(distance: str) -> bool:
+    """Whether `distance` measures L2-normalised embeddings.
+
+    "cosine" is the Lp distance between L2-normalised embeddings (for p=2, sqrt(2 - 2 cos),
+    monotone in cosine similarity), so margins keep the meaning they have for "euclidean".
+    """
+    if distance not in DISTANCES:
+        raise ValueError(f"loss.distance must be one of {', '.join(DISTANCES)}, got {distance!r}")
+    return distance == "cosine"
 
 
 def pml_losses(loss_dict: dict) -> list[Tensor]:
@@ -171,7 +178,7 @@ class TripletLoss(TupleLoss):
         self, margin: float = 1.0, p: float = 2.0, swap: bool = False, miner: str = "all",
         distance: str = "euclidean", reduction: str = "mean",
     ) -> None:
-        super().__init__(distance, reduction)
+        super().__init__(on_sphere(distance), reduction)
         self.criterion = nn.TripletMarginLoss(margin=margin, p=p, swap=swap, reduction="none")
         self.miner = Miner(miner, lp_distance(p), margin)
 
@@ -212,7 +219,7 @@ class ContrastiveLoss(TupleLoss):
         from pytorch_metric_learning.losses import ContrastiveLoss as PMLContrastive
         from pytorch_metric_learning.reducers import DoNothingReducer
 
-        super().__init__(distance, reduction)
+        super().__init__(on_sphere(distance), reduction)
         if not pos_margin < neg_margin:
             raise ValueError(
                 f"loss.pos_margin must be < loss.neg_margin, got {pos_margin} and {neg_margin}"
@@ -240,7 +247,7 @@ class CosineEmbeddingPairLoss(TupleLoss):
     max(0, cos - margin) for negatives."""
 
     def __init__(self, margin: float = 0.0, miner: str = "all", reduction: str = "mean") -> None:
-        super().__init__("euclidean", reduction)  # cosine already: no normalisation needed
+        super().__init__(False, reduction)  # cosine by definition
         self.criterion = nn.CosineEmbeddingLoss(margin=margin, reduction="none")
         self.miner = _pair_miner(miner, cosine_similarity())
 
@@ -264,7 +271,7 @@ class HingeEmbeddingPairLoss(TupleLoss):
         self, margin: float = 1.0, p: float = 2.0, miner: str = "all",
         distance: str = "euclidean", reduction: str = "mean",
     ) -> None:
-        super().__init__(distance, reduction)
+        super().__init__(on_sphere(distance), reduction)
         self.p = p
         self.criterion = nn.HingeEmbeddingLoss(margin=margin, reduction="none")
         self.miner = _pair_miner(miner, lp_distance(p))
@@ -292,7 +299,7 @@ class NTXentLoss(TupleLoss):
         from pytorch_metric_learning.losses import NTXentLoss as PMLNTXent
         from pytorch_metric_learning.reducers import DoNothingReducer
 
-        super().__init__("euclidean", reduction)  # cosine similarity is built in
+        super().__init__(False, reduction)  # cosine similarity by definition
         self.pml = PMLNTXent(temperature=temperature, reducer=DoNothingReducer())
         self.miner = _pair_miner(miner, cosine_similarity())
 
@@ -321,7 +328,7 @@ class MultiSimilarityLoss(TupleLoss):
         from pytorch_metric_learning.losses import MultiSimilarityLoss as PMLMultiSimilarity
         from pytorch_metric_learning.reducers import DoNothingReducer
 
-        super().__init__("euclidean", reduction)  # cosine similarity is built in
+        super().__init__(False, reduction)  # cosine similarity by definition
         self.pml = PMLMultiSimilarity(alpha=alpha, beta=beta, base=base, reducer=DoNothingReducer())
         self.miner = _pair_miner(miner, cosine_similarity())
 
