@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from importlib import resources
 from typing import Any
@@ -52,13 +53,50 @@ def hydra_entry(cfg: DictConfig) -> float | None:
     return best.get(metric) if metric else None
 
 
+def full_error() -> bool:
+    """`HYDRA_FULL_ERROR=1`: show Hydra's own errors and tracebacks instead of one line."""
+    return os.environ.get("HYDRA_FULL_ERROR", "") not in ("", "0", "false", "False")
+
+
+def one_line_error(err: BaseException) -> str:
+    """Hydra's multi-line error (override syntax, key not in config) as one line."""
+    lines = [line.strip() for line in str(err).strip().splitlines() if line.strip()]
+    text = lines[0] if lines else type(err).__name__
+    override = getattr(err, "override", None)
+    if override:
+        text = f"bad override '{override}': {text}"
+    hint = next((line for line in lines[1:] if line.startswith("To append")), None)
+    cause = err.__cause__
+    if cause is not None:
+        cause_lines = [line.strip() for line in str(cause).strip().splitlines() if line.strip()]
+        if cause_lines and cause_lines[0] not in text:
+            text = f"{text.rstrip('.')}: {cause_lines[0]}"
+    if hint:
+        text = f"{text} ({hint[0].lower()}{hint[1:]})"
+    return text
+
+
+def _report_in_one_line(func: Any) -> Any:
+    """Stands in for Hydra's run_and_report: bad input is one line on stderr, exit code 2."""
+    try:
+        return func()
+    except Exception as err:
+        print(f"lossbench: error: {one_line_error(err)} (HYDRA_FULL_ERROR=1 for the traceback)",
+              file=sys.stderr)
+        sys.exit(2)
+
+
 def main() -> None:
     register_resolvers()
     new_invocation_uid()
-    problem = check_group_choices(sys.argv[1:])
-    if problem:
-        print(f"lossbench: error: {problem}", file=sys.stderr)
-        sys.exit(2)
+    if not full_error():
+        problem = check_group_choices(sys.argv[1:])
+        if problem:
+            print(f"lossbench: error: {problem}", file=sys.stderr)
+            sys.exit(2)
+        import hydra._internal.utils as hydra_utils
+
+        hydra_utils.run_and_report = _report_in_one_line
     hydra_entry()
     from lossbench import sweep
 

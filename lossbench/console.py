@@ -22,7 +22,7 @@ def print_run_summary(results: dict[str, Any]) -> None:
         return
     from rich.console import Console
 
-    console = Console(highlight=False)
+    console = Console(highlight=False, soft_wrap=True)
     head = (
         f"[bold]{results['task']}[/] · [bold]{results['loss']}[/] · seed {results['seed']} · "
         f"{results.get('epochs')} epochs · {results.get('wall_s', 0):.1f} s · {results['status']}"
@@ -39,4 +39,4 @@ def print_run_summary(results: dict[str, Any]) -> None:
         console.print(f"  baseline {name}: {_figures(figures)}", style="dim")
     if results["status"] == "diverged":
         console.print(f"  [yellow]diverged[/]: {results.get('reason')}")
-    console.print(f"  results: {Path(results['output_dir']) / 'results.json'}", soft_wrap=True)
+    console.print(f"  results: {Path(results['output_dir']) / 'results.json'}")

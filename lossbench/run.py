@@ -72,6 +72,16 @@ def _import_loss_class(path: str) -> type:
     return cls
 
 
+def loss_label(loss_cfg: dict[str, Any]) -> str:
+    """How results and reports name a loss: its label, a user class's name, or its name."""
+    if loss_cfg.get("label"):
+        return str(loss_cfg["label"])
+    target = loss_cfg.get("_target_")
+    if target and loss_cfg.get("name") in (None, "custom"):
+        return str(target).rpartition(".")[2]
+    return str(loss_cfg.get("name"))
+
+
 def balanced_pos_weight(data: Any) -> float:
     """negatives / positives in the training split: BCE's pos_weight that evens the classes."""
     positives = float(data.y_train.sum())
@@ -208,7 +218,7 @@ def run(cfg: Any) -> dict[str, Any]:
         "status": "failed", "reason": None,
         "task": config["task"].get("name"), "kind": config["task"].get("kind"),
         "dataset": config["task"].get("dataset"),
-        "loss": config["loss"].get("label") or config["loss"].get("name"),
+        "loss": loss_label(config["loss"]),
         "seed": config.get("seed"),
         "overrides": runtime["overrides"] if runtime else [],
         "config": config, "config_hash": config_hash(config),

@@ -57,6 +57,9 @@ class SweepProgress(Callback):
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         total = count_jobs(config)
         os.environ[TOTAL_ENV] = str(total or "?")
+        # submitit's jobs print into their own log files: their lines are printed at the end.
+        launcher = str(config.hydra.launcher.get("_target_", ""))
+        self.replay = "submitit" in launcher.lower()
 
     def on_job_end(self, config: DictConfig, job_return: Any, **kwargs: Any) -> None:
         from hydra.core.hydra_config import HydraConfig
@@ -80,11 +83,20 @@ class SweepProgress(Callback):
         counts = {s: statuses.count(s) for s in ("ok", "diverged", "failed", "skipped")}
         missing = int(total) - len(statuses) if total.isdigit() else 0
         LAST_SWEEP = {"dir": str(sweep_dir), "missing": max(missing, 0), **counts}
+        if getattr(self, "replay", False):
+            for done, (_, data) in enumerate(sorted(iter_results(sweep_dir), key=_job_order), 1):
+                print(progress_line(data, done, total))
         parts = ", ".join(f"{n} {s}" for s, n in counts.items() if n)
         if missing > 0:
             parts += f", {missing} without results"
         print(f"sweep done: {len(statuses)} of {total} jobs ({parts or 'none'}) in {sweep_dir}")
         print(f"report: python -m lossbench.report {sweep_dir}", flush=True)
+
+
+def _job_order(item: tuple[Path, dict[str, Any]]) -> tuple[int, str]:
+    """Job number first (`3_name` before `10_name`), then the path."""
+    job = item[0].parent.name.partition("_")[0]
+    return (int(job) if job.isdigit() else 1 << 30, str(item[0]))
 
 
 def progress_line(results: dict[str, Any] | None, done: int, total: str) -> str:

@@ -24,6 +24,15 @@ FUZZ = settings(
 )
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny tensors: torch's intra-op threads cost more than they give (ms per op on a busy CPU)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def largest(name: str, dtype: torch.dtype) -> float:
     """The largest |output| (and |target|) whose loss the dtype can still hold.
 

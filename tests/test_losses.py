@@ -27,6 +27,15 @@ OWN_LOSSES = [
 ]
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny tensors: torch's intra-op threads cost more than they give (ms per op on a busy CPU)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def batch(task: str, n: int = N, dtype: torch.dtype = torch.float32, seed: int = 0):
     """Raw head outputs and natural labels for `task`, as a model and a data set give them."""
     gen = torch.Generator().manual_seed(seed)
