@@ -171,9 +171,13 @@ def run_config(tmp_path: Path):
 
     def run_with(*overrides: str, output_dir: Path | None = None) -> dict[str, Any]:
         out = output_dir or tmp_path / f"run{next(counter)}"
-        cfg = compose_config(
-            ["logger=none", "trainer.max_epochs=2", f"output_dir={out}", *overrides]
-        )
-        return run(cfg)
+        return run(compose_config(with_test_defaults(overrides, out)))
 
     return run_with
+
+
+def with_test_defaults(overrides: tuple[str, ...] | list[str], out: Path) -> list[str]:
+    """Overrides plus the fast test defaults (logger=none, 2 epochs) they do not set."""
+    given = {o.partition("=")[0].lstrip("+~") for o in overrides}
+    defaults = {"logger": "none", "trainer.max_epochs": "2", "output_dir": str(out)}
+    return [f"{k}={v}" for k, v in defaults.items() if k not in given] + list(overrides)
