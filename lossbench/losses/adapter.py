@@ -24,7 +24,9 @@ def _check_shapes(kind: str, outputs: Tensor, targets: Tensor) -> None:
         if outputs.shape[1] < 2:
             raise ValueError(f"multiclass needs at least 2 classes, got {outputs.shape[1]}")
         if targets.is_floating_point() or targets.dtype == torch.bool:
-            raise ValueError(f"multiclass targets must be integer class indices, got {targets.dtype}")
+            raise ValueError(
+                f"multiclass targets must be integer class indices, got {targets.dtype}"
+            )
     elif kind == "embedding":
         if outputs.dim() != 2 or targets.shape != outputs.shape[:1]:
             raise ValueError(

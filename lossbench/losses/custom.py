@@ -200,7 +200,8 @@ class SoftTargetCrossEntropy(_Loss):
         self.label_smoothing = label_smoothing
 
     def forward(self, logits: Tensor, soft_targets: Tensor) -> Tensor:
-        return soft_cross_entropy(logits, smooth(soft_targets, self.label_smoothing), self.reduction)
+        targets = smooth(soft_targets, self.label_smoothing)
+        return soft_cross_entropy(logits, targets, self.reduction)
 
 
 @register_loss(
@@ -222,7 +223,9 @@ class TargetKLDivLoss(_Loss):
         return F.kl_div(log_probs, target, reduction=reduction)
 
 
-def hinge_loss(scores: Tensor, signs: Tensor, margin: float = 1.0, reduction: str = "mean") -> Tensor:
+def hinge_loss(
+    scores: Tensor, signs: Tensor, margin: float = 1.0, reduction: str = "mean"
+) -> Tensor:
     """Binary hinge loss max(0, margin - y s) on ±1 targets, the SVM loss."""
     return _reduce(F.relu(margin - signs * scores), reduction)
 

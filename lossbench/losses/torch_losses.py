@@ -72,7 +72,18 @@ _torch("smooth_l1", nn.SmoothL1Loss, "regression", "raw", "float",
 _torch("bce", nn.BCELoss, "binary", "probs", "float", summary="torch.nn.BCELoss on sigmoid")
 _torch("bce_logits", nn.BCEWithLogitsLoss, "binary", "raw", "float",
        {"pos_weight": Param(None, low=0.0, low_open=True, allow_none=True)}, _pos_weight)
-_torch("soft_margin", nn.SoftMarginLoss, "binary", "raw", "pm1")
+class StableSoftMarginLoss(nn.SoftMarginLoss):
+    """SoftMarginLoss computed as softplus(-y x): torch's log(1 + exp(-y x)) overflows past 88."""
+
+    def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        loss = torch.nn.functional.softplus(-target * input)
+        if self.reduction == "none":
+            return loss
+        return loss.sum() if self.reduction == "sum" else loss.mean()
+
+
+_torch("soft_margin", StableSoftMarginLoss, "binary", "raw", "pm1",
+       summary="torch.nn.SoftMarginLoss, computed stably as softplus(-y x)")
 _torch("mse", nn.MSELoss, "binary", "probs", "float", summary="torch.nn.MSELoss on sigmoid")
 
 # Multiclass: (N, C) logits, class indices.
