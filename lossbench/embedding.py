@@ -24,11 +24,18 @@ _PML_NAMES = {
 
 
 def _kmeans(x: Tensor, n_clusters: int) -> Tensor:
-    """k-means cluster ids with a fixed seed (pml's default needs faiss, absent here)."""
+    """k-means cluster ids with a fixed seed (pml's default needs faiss, absent here).
+
+    One thread: a few hundred points gain nothing from more, and OpenMP threads spinning on
+    busy cores made each call 10x slower.
+    """
     from sklearn.cluster import KMeans
+    from threadpoolctl import threadpool_limits
 
     km = KMeans(n_clusters=n_clusters, n_init=4, random_state=0)
-    return torch.as_tensor(km.fit_predict(x.detach().cpu().numpy()), device=x.device)
+    with threadpool_limits(limits=1):
+        ids = km.fit_predict(x.detach().cpu().numpy())
+    return torch.as_tensor(ids, device=x.device)
 
 
 @metric_fn("embedding")

@@ -18,7 +18,7 @@ from lossbench.losses import build_loss, list_losses
 from lossbench.run import run
 
 EMBEDDING_LOSSES = list_losses("embedding")
-FAST = ["logger=none", "model.hidden_dims=[64]", "trainer.progress_bar=false"]
+FAST = ["logger=none", "model.hidden_dims=[64]", "trainer.progress_bar=false", "threads=1"]
 
 
 def _run(tmp_path: Path, *overrides: str) -> dict:
@@ -56,6 +56,17 @@ def test_triplet_miners_give_finite_gradients(miner: str) -> None:
     assert 0 <= diagnostics["active_fraction"].item() <= 1
 
 
+def test_ntxent_matches_pml() -> None:
+    """lossbench's matrix form of NT-Xent gives pml's NTXentLoss value on all anchored pairs."""
+    from pytorch_metric_learning.losses import NTXentLoss
+
+    from lossbench.losses.embedding_losses import anchored_pairs
+
+    x, labels = torch.randn(24, 8), torch.arange(24) // 3
+    ours = build_loss("ntxent", "embedding", temperature=0.1)(x, labels)
+    assert ours.item() == pytest.approx(NTXentLoss(0.1)(x, labels, anchored_pairs(labels)).item())
+
+
 @pytest.mark.parametrize("bad", [{"margin": 0}, {"miner": "hardest"}, {"distance": "l1"}])
 def test_bad_hyperparameters_are_one_line_errors(bad: dict) -> None:
     with pytest.raises(ValueError, match=f"loss.{next(iter(bad))} must be") as err:
@@ -90,7 +101,7 @@ def test_metrics_are_perfect_for_label_embeddings() -> None:
 
 
 def test_triplet_beats_untrained_network(tmp_path: Path) -> None:
-    results = _run(tmp_path, "loss=triplet", "loss.miner=semi_hard", "trainer.max_epochs=8")
+    results = _run(tmp_path, "loss=triplet", "loss.miner=semi_hard", "trainer.max_epochs=4")
     untrained = results["baselines"]["untrained_network"]["test/map_at_r"]
     assert "test/map_at_r" in results["baselines"]["raw_features"]
     assert results["metrics"]["best"]["test/map_at_r"] > untrained + 0.1

@@ -18,7 +18,7 @@ from lossbench.ranking import pair_accuracy, ranking_metrics
 from lossbench.run import run
 
 RANKING_LOSSES = list_losses("ranking")
-FAST = ["logger=none", "trainer.progress_bar=false"]
+FAST = ["logger=none", "trainer.progress_bar=false", "threads=1"]
 
 
 def test_ranking_losses_registered() -> None:

@@ -293,31 +293,44 @@ class HingeEmbeddingPairLoss(TupleLoss):
         return [self.criterion(distances, signs)]
 
 
+def ntxent_losses(embeddings: Tensor, pairs: Pairs, temperature: float) -> Tensor:
+    """NT-Xent per positive pair (a, p): -log(e^s_ap / (e^s_ap + sum over a's negatives e^s_an)),
+    s = cosine similarity / temperature, from one N x N matrix.
+
+    The same value as pml's NTXentLoss, which works on pair lists and was ~20x slower on a CPU.
+    """
+    a1, p, a2, n = pairs
+    unit = F.normalize(embeddings, dim=1)
+    sim = unit @ unit.T / temperature
+    negatives = torch.zeros_like(sim, dtype=torch.bool)
+    negatives[a2, n] = True
+    # A finite fill, not -inf: a row without negatives must not give NaN gradients.
+    neg_lse = sim.masked_fill(~negatives, torch.finfo(sim.dtype).min).logsumexp(1)
+    return F.softplus(neg_lse[a1] - sim[a1, p])
+
+
 @register_loss(
     "ntxent", tasks="embedding", input="raw", target="labels",
-    paper="Oord et al. 2018; Chen et al. 2020; Khosla et al. 2020",
+    paper="Oord et al. 2018; Chen et al. 2020",
     params={
         "temperature": Param(0.07, low=0.0, low_open=True), "miner": PAIR_MINER,
         "reduction": TUPLE_REDUCTION,
     },
 )
 class NTXentLoss(TupleLoss):
-    """pml's NT-Xent (InfoNCE) with labels: each positive pair's cosine similarity against its
-    anchor's negatives, softmax at `temperature`."""
+    """NT-Xent (InfoNCE) with labels: each positive pair's cosine similarity against its
+    anchor's negatives, softmax at `temperature` (pml's NTXentLoss semantics)."""
 
     def __init__(
         self, temperature: float = 0.07, miner: str = "all", reduction: str = "mean"
     ) -> None:
-        from pytorch_metric_learning.losses import NTXentLoss as PMLNTXent
-        from pytorch_metric_learning.reducers import DoNothingReducer
-
         super().__init__(False, reduction)  # cosine similarity by definition
-        self.pml = PMLNTXent(temperature=temperature, reducer=DoNothingReducer())
+        self.temperature = temperature
         self.miner = _pair_miner(miner, cosine_similarity())
 
     def tuple_losses(self, embeddings: Tensor, labels: Tensor) -> list[Tensor]:
         pairs = self.miner.pairs(embeddings, labels)
-        return pml_losses(self.pml(embeddings, labels, pairs))
+        return [ntxent_losses(embeddings, pairs, self.temperature)]
 
 
 @register_loss(
