@@ -14,6 +14,18 @@ from lossbench.data.tabular import TaskData
 from lossbench.tasks import SELECTION, compute_metrics, is_better, squeeze_head
 
 
+def build_optimizer(params: Any, cfg: dict[str, Any]) -> torch.optim.Optimizer:
+    """The optimizer `cfg['name']` names (adam, adamw or sgd) over `params`."""
+    if cfg["name"] == "sgd":
+        return torch.optim.SGD(
+            params, lr=cfg["lr"], momentum=cfg.get("momentum", 0.0),
+            weight_decay=cfg["weight_decay"],
+        )
+    if cfg["name"] == "adamw":
+        return torch.optim.AdamW(params, lr=cfg["lr"], weight_decay=cfg["weight_decay"])
+    return torch.optim.Adam(params, lr=cfg["lr"], weight_decay=cfg["weight_decay"])
+
+
 class LossbenchModule(pl.LightningModule):
     """Trains `model` with `loss`; evaluates the validation split once per epoch on the device.
 
@@ -42,16 +54,7 @@ class LossbenchModule(pl.LightningModule):
         return out.squeeze(-1) if self.squeeze else out
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
-        cfg = self.optimizer_cfg
-        params = self.model.parameters()
-        if cfg["name"] == "sgd":
-            return torch.optim.SGD(
-                params, lr=cfg["lr"], momentum=cfg.get("momentum", 0.0),
-                weight_decay=cfg["weight_decay"],
-            )
-        if cfg["name"] == "adamw":
-            return torch.optim.AdamW(params, lr=cfg["lr"], weight_decay=cfg["weight_decay"])
-        return torch.optim.Adam(params, lr=cfg["lr"], weight_decay=cfg["weight_decay"])
+        return build_optimizer(self.model.parameters(), self.optimizer_cfg)
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
         x, y = batch

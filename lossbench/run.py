@@ -192,6 +192,9 @@ def set_threads(config: dict[str, Any], runtime: dict[str, Any] | None) -> int:
         parallel = runtime["n_jobs"] if runtime else 1
         threads = max(1, (os.cpu_count() or 1) // max(parallel, 1))
     torch.set_num_threads(threads)
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(threads)  # scikit-learn's BLAS too: baselines must not oversubscribe
     return threads
 
 
