@@ -55,7 +55,7 @@ def hydra_entry(cfg: DictConfig) -> float | None:
 
 def full_error() -> bool:
     """`HYDRA_FULL_ERROR=1`: show Hydra's own errors and tracebacks instead of one line."""
-    return os.environ.get("HYDRA_FULL_ERROR", "") not in ("", "0", "false", "False")
+    return os.environ.get("HYDRA_FULL_ERROR") == "1"
 
 
 def one_line_error(err: BaseException) -> str:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +24,7 @@ def _wandb_credentials() -> bool:
 
 
 def _warn(message: str) -> None:
-    warnings.warn(message, RuntimeWarning, stacklevel=2)
+    """One line on the console (and in the job's run.log under Hydra), not two warnings."""
     log.warning(message)
 
 

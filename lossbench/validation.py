@@ -47,8 +47,27 @@ def _choice(key: str, value: Any, allowed: tuple[str, ...]) -> None:
         raise ConfigError(f"unknown {key} '{value}' (choose from: {', '.join(allowed)})")
 
 
+def _missing(node: Any, prefix: str = "") -> str | None:
+    """The first key left at Hydra's mandatory `???`, dotted."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            found = _missing(value, f"{prefix}{key}.")
+            if found:
+                return found
+    elif node == "???":
+        return prefix.rstrip(".")
+    return None
+
+
+MISSING_HINTS = {"loss._target_": "your nn.Module by import path, e.g. loss._target_=my_pkg.MyLoss"}
+
+
 def validate_config(cfg: dict[str, Any]) -> None:
     """Raise ConfigError for the first problem in a resolved config (a plain dict)."""
+    missing = _missing(cfg)
+    if missing:
+        hint = MISSING_HINTS.get(missing, f"e.g. {missing}=...")
+        raise ConfigError(f"{missing} must be set: {hint}")
     _choice("task kind", _get(cfg, "task.kind"), TASK_KINDS)
     _choice("model", _get(cfg, "model.name"), MODELS)
     _choice("optimizer", _get(cfg, "optimizer.name"), OPTIMIZERS)

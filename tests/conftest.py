@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
 import textwrap
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -54,14 +52,6 @@ USER_LOSSES = '''
         """A class, but no torch.nn.Module."""
 '''
 
-# Lightning's console chatter lossbench must keep off the user's screen.
-LIGHTNING_NOISE = (
-    "GPU available", "TPU available", "💡 Tip", "does not have many workers",
-    "log_every_n_steps", "Total params", "| Name", "LOCAL_RANK", "HPU available",
-)
-# Signs of a progress bar (tqdm or rich) in captured output.
-PROGRESS_BAR = ("it/s]", "Epoch 0:", "━━", "██")
-
 
 def python_env(home: Path, user_lib: Path) -> dict[str, str]:
     """The environment of a user in CI: no wandb key, a fresh HOME, their losses on the path."""
@@ -74,7 +64,10 @@ def python_env(home: Path, user_lib: Path) -> dict[str, str]:
 
 
 class Cli:
-    """`python -m lossbench ARGS` run in `cwd`, as a user runs it; results land in cwd/outputs."""
+    """`python -m lossbench ARGS` run in `cwd`, as a user runs it; results land in cwd/outputs.
+
+    Calls return a CompletedProcess with text stdout/stderr and `.cwd`, the folder it ran in.
+    """
 
     def __init__(self, cwd: Path, user_lib: Path) -> None:
         self.cwd = cwd
@@ -87,27 +80,40 @@ class Cli:
     def __call__(
         self, *args: str, env: dict[str, str] | None = None, timeout: float = 300
     ) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
+        done = subprocess.run(
             self.command(args), cwd=self.cwd, env={**self.env, **(env or {})},
             capture_output=True, text=True, timeout=timeout,
         )
+        done.cwd = self.cwd  # type: ignore[attr-defined]
+        return done
 
-    def start(self, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+    def start(self, *args: str, env: dict[str, str] | None = None) -> Started:
         """Start the command and return at once (to run several side by side)."""
-        return subprocess.Popen(
+        proc = subprocess.Popen(
             self.command(args), cwd=self.cwd, env={**self.env, **(env or {})},
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )
+        return Started(proc, self.cwd)
 
-    @staticmethod
-    def wait(proc: subprocess.Popen[str], timeout: float = 300) -> subprocess.CompletedProcess[str]:
-        try:
-            out, err = proc.communicate(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            out, err = proc.communicate()
-            pytest.fail(f"{proc.args} ran over {timeout}s\n{out}\n{err}")
-        return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+class Started:
+    """A command running in the background; `wait()` gives its CompletedProcess (once run)."""
+
+    def __init__(self, proc: subprocess.Popen[str], cwd: Path) -> None:
+        self.proc, self.cwd = proc, cwd
+        self._done: subprocess.CompletedProcess[str] | None = None
+
+    def wait(self, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+        if self._done is None:
+            try:
+                out, err = self.proc.communicate(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                out, err = self.proc.communicate()
+                pytest.fail(f"{self.proc.args} ran over {timeout}s\n{out}\n{err}")
+            self._done = subprocess.CompletedProcess(self.proc.args, self.proc.returncode, out, err)
+            self._done.cwd = self.cwd  # type: ignore[attr-defined]
+        return self._done
 
 
 @pytest.fixture(scope="session")
@@ -133,51 +139,42 @@ def cli(tmp_path: Path, user_lib: Path) -> Cli:
     return Cli(tmp_path, user_lib)
 
 
-@pytest.fixture(scope="module")
-def module_cli(tmp_path_factory: pytest.TempPathFactory, user_lib: Path):
-    """A Cli in a fresh folder, for module-scoped runs shared by several tests."""
+@pytest.fixture(scope="session")
+def new_cli(tmp_path_factory: pytest.TempPathFactory, user_lib: Path):
+    """`new_cli(name)`: a Cli in a fresh folder, for runs shared by several tests."""
     return lambda name: Cli(tmp_path_factory.mktemp(name), user_lib)
 
 
-def read_json(path: Path) -> dict[str, Any]:
-    return json.loads(Path(path).read_text())
+# Three user losses x a sane and an absurd learning rate: 2 ok, 2 diverged, 2 failed jobs.
+CUSTOM_LOSS_SWEEP = (
+    "-m", "task=regression", "loss=custom",
+    "loss._target_=my_losses.MyLoss,my_losses.MyL1,my_losses.Boom",
+    "optimizer.lr=0.003,1e30", "logger=none", "trainer.max_epochs=3", "threads=1",
+)
 
 
-def results_under(folder: Path) -> list[dict[str, Any]]:
-    """Every results.json beneath `folder`, read, in path order."""
-    return [read_json(p) for p in sorted(Path(folder).rglob("results.json"))]
-
-
-def sweep_dirs(cwd: Path) -> list[Path]:
-    return sorted(p for p in (cwd / "outputs" / "sweeps").glob("*/*") if p.is_dir())
-
-
-def wait_for(condition, timeout: float = 120, every: float = 0.05) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(every)
-    return False
-
-
-@pytest.fixture
-def run_config(tmp_path: Path):
-    """run(cfg) in this process: overrides in, results dict out (logger=none, 2 epochs)."""
-    from lossbench.config import compose_config
-    from lossbench.run import run
-
-    counter = iter(range(1000))
-
-    def run_with(*overrides: str, output_dir: Path | None = None) -> dict[str, Any]:
-        out = output_dir or tmp_path / f"run{next(counter)}"
-        return run(compose_config(with_test_defaults(overrides, out)))
-
-    return run_with
+@pytest.fixture(scope="session")
+def custom_loss_sweep(new_cli) -> Started:
+    """`python -m lossbench -m loss=custom loss._target_=... optimizer.lr=...`, started."""
+    return new_cli("custom_loss_sweep").start(*CUSTOM_LOSS_SWEEP)
 
 
 def with_test_defaults(overrides: tuple[str, ...] | list[str], out: Path) -> list[str]:
-    """Overrides plus the fast test defaults (logger=none, 2 epochs) they do not set."""
+    """Overrides plus the fast test defaults they do not set: no logger, 2 epochs, 1 thread."""
     given = {o.partition("=")[0].lstrip("+~") for o in overrides}
-    defaults = {"logger": "none", "trainer.max_epochs": "2", "output_dir": str(out)}
+    defaults = {
+        "logger": "none", "trainer.max_epochs": "2", "threads": "1", "output_dir": str(out),
+    }
     return [f"{k}={v}" for k, v in defaults.items() if k not in given] + list(overrides)
+
+
+@pytest.fixture(scope="session")
+def run_in():
+    """`run_in(folder, *overrides)`: lossbench.run.run(cfg) in this process, into `folder`."""
+    from lossbench.config import compose_config
+    from lossbench.run import run
+
+    def run_with(folder: Path, *overrides: str) -> dict[str, Any]:
+        return run(compose_config(with_test_defaults(overrides, folder)))
+
+    return run_with

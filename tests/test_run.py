@@ -9,23 +9,15 @@ from pathlib import Path
 
 import pytest
 
-from lossbench.config import compose_config
-from lossbench.run import run
-from tests.conftest import read_json, with_test_defaults
-
 METRICS = ("val/mae", "val/rmse", "val/r2", "test/mae", "test/rmse", "test/r2")
 
 
-def run_in(folder: Path, *overrides: str) -> dict:
-    return run(compose_config(with_test_defaults(overrides, folder)))
-
-
 @pytest.fixture(scope="module")
-def huber(tmp_path_factory: pytest.TempPathFactory) -> dict:
+def huber(tmp_path_factory: pytest.TempPathFactory, run_in) -> dict:
     """`task=regression loss=huber` for 3 epochs; the file it wrote, read back."""
     folder = tmp_path_factory.mktemp("huber")
     returned = run_in(folder, "task=regression", "loss=huber", "trainer.max_epochs=3")
-    written = read_json(folder / "results.json")
+    written = json.loads((folder / "results.json").read_text())
     assert written == json.loads(json.dumps({"schema": 1, **returned}))
     return written
 
@@ -73,20 +65,20 @@ def test_metrics_are_in_original_target_units(huber: dict) -> None:
     assert 30 < huber["baselines"]["linear_regression"]["test/mae"] < 80
 
 
-def test_same_seed_same_numbers(huber: dict, tmp_path: Path) -> None:
+def test_same_seed_same_numbers(huber: dict, tmp_path: Path, run_in) -> None:
     again = run_in(tmp_path, "task=regression", "loss=huber", "trainer.max_epochs=3")
     assert again["metrics"] == huber["metrics"]
     assert again["history"] == huber["history"]
 
 
-def test_seed_changes_the_split(huber: dict, tmp_path: Path) -> None:
+def test_seed_changes_the_split(huber: dict, tmp_path: Path, run_in) -> None:
     other = run_in(tmp_path, "task=regression", "loss=huber", "trainer.max_epochs=3", "seed=1")
     # The linear baseline sees only the split: a different figure means a different split.
     assert other["baselines"] != huber["baselines"]
     assert other["metrics"]["best"]["test/mae"] != huber["metrics"]["best"]["test/mae"]
 
 
-def test_best_epoch_is_selected_by_val_mae(tmp_path: Path) -> None:
+def test_best_epoch_is_selected_by_val_mae(tmp_path: Path, run_in) -> None:
     results = run_in(tmp_path, "loss=mse", "trainer.max_epochs=25", "optimizer.lr=0.03")
     val_mae = [row["val/mae"] for row in results["history"]]
     best = results["metrics"]["best"]
@@ -109,7 +101,7 @@ def test_regression_losses_are_listed() -> None:
 
 
 @pytest.mark.parametrize("loss", regression_losses())
-def test_every_regression_loss_trains(loss: str, tmp_path: Path) -> None:
+def test_every_regression_loss_trains(loss: str, tmp_path: Path, run_in) -> None:
     results = run_in(tmp_path, "task=regression", f"loss={loss}")
     assert results["status"] == "ok", results["reason"]
     assert results["loss"] == loss
@@ -117,7 +109,7 @@ def test_every_regression_loss_trains(loss: str, tmp_path: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def one_epoch(tmp_path_factory: pytest.TempPathFactory) -> dict:
+def one_epoch(tmp_path_factory: pytest.TempPathFactory, run_in) -> dict:
     return run_in(tmp_path_factory.mktemp("one_epoch"), "loss=huber", "trainer.max_epochs=1")
 
 
@@ -135,7 +127,7 @@ def one_epoch(tmp_path_factory: pytest.TempPathFactory) -> dict:
     ],
 )
 def test_override_is_honoured(
-    override: str, key: str, value: object, one_epoch: dict, tmp_path: Path
+    override: str, key: str, value: object, one_epoch: dict, tmp_path: Path, run_in
 ) -> None:
     results = run_in(tmp_path, "loss=huber", "trainer.max_epochs=1", override)
     assert results["status"] == "ok", results["reason"]
@@ -148,7 +140,7 @@ def test_override_is_honoured(
     assert results["metrics"]["best"]["test/mae"] != one_epoch["metrics"]["best"]["test/mae"]
 
 
-def test_csv_logger_writes_metrics_csv(tmp_path: Path) -> None:
+def test_csv_logger_writes_metrics_csv(tmp_path: Path, run_in) -> None:
     results = run_in(tmp_path, "logger=csv")
     assert results["status"] == "ok"
     found = list(tmp_path.rglob("metrics.csv"))
@@ -160,7 +152,7 @@ def test_csv_logger_writes_metrics_csv(tmp_path: Path) -> None:
     assert float(logged[-1]["val/mae"]) == pytest.approx(results["history"][-1]["val/mae"])
 
 
-def test_logger_none_writes_nothing_of_wandb(tmp_path: Path) -> None:
+def test_logger_none_writes_nothing_of_wandb(tmp_path: Path, run_in) -> None:
     results = run_in(tmp_path / "out", "logger=none")
     assert results["status"] == "ok"
     assert [p for p in tmp_path.rglob("*") if "wandb" in p.name.lower()] == []
