@@ -13,7 +13,8 @@ def _in_sweep() -> bool:
 
 
 def _figures(metrics: dict[str, float], prefix: str = "test/") -> str:
-    return "  ".join(f"{k[len(prefix):]} {v:.4g}" for k, v in metrics.items() if k.startswith(prefix))
+    shown = (f"{k[len(prefix):]} {v:.4g}" for k, v in metrics.items() if k.startswith(prefix))
+    return "  ".join(shown)
 
 
 def print_run_summary(results: dict[str, Any]) -> None:

@@ -44,22 +44,20 @@ from torch import Tensor, nn
 from torch.func import functional_call, vmap
 
 from lossbench.data.batches import TensorBatches
+from lossbench.data.loading import load_data
 from lossbench.data.tabular import TaskData
-from lossbench.module import build_optimizer
-from lossbench.results import config_hash, find_complete, write_results
-from lossbench.run import (
-    _finish_stray_wandb,
-    _hydra_runtime,
-    _one_line,
-    _summary,
+from lossbench.environment import (
     git_commit,
-    load_data,
-    loss_from_config,
+    hydra_runtime,
     quiet_lightning,
     set_threads,
     to_plain,
     versions,
 )
+from lossbench.loss_config import loss_from_config
+from lossbench.module import build_optimizer
+from lossbench.results import config_hash, find_complete, write_results
+from lossbench.run import finish_stray_wandb, one_line_reason, wandb_summary
 from lossbench.tasks import SELECTION, compute_metrics, head_size, is_better, squeeze_head
 from lossbench.validation import ConfigError, validate_config
 
@@ -90,7 +88,7 @@ def run_seeds(cfg: Any, seeds: Sequence[int]) -> list[dict[str, Any]]:
         raise ValueError(f"run_seeds needs distinct seeds, got {seeds}")
     base = to_plain(cfg)
     _check_supported(base)
-    runtime = _hydra_runtime()
+    runtime = hydra_runtime()
     runs = _prepare_runs(cfg, seeds, runtime)
     pending = [r for r in runs if not _reuse(r)]
     try:
@@ -99,9 +97,9 @@ def run_seeds(cfg: Any, seeds: Sequence[int]) -> list[dict[str, Any]]:
     except Exception as err:
         if os.environ.get("HYDRA_FULL_ERROR") == "1":
             raise
-        _finish_stray_wandb()
+        finish_stray_wandb()
         for r in pending:
-            r.results.update(status="failed", reason=_one_line(err))
+            r.results.update(status="failed", reason=one_line_reason(err))
     finally:
         total = time.perf_counter() - start
         for r in pending:
@@ -356,7 +354,7 @@ def _replay_history(logger: Any, results: dict[str, Any]) -> None:
             "epoch": row["epoch"]}, step=row["epoch"])
     logger.save()
     logger.finalize("success" if results["status"] == "ok" else "failed")
-    close_logger(logger, _summary(results))
+    close_logger(logger, wandb_summary(results))
 
 
 # --- the stacked model -----------------------------------------------------------------------

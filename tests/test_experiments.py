@@ -13,8 +13,9 @@ import pytest
 
 from lossbench.__main__ import group_options
 from lossbench.config import compose_config
+from lossbench.loss_config import loss_label
 from lossbench.losses import list_losses
-from lossbench.run import loss_label, run
+from lossbench.run import run
 
 TASK_KINDS = ("regression", "binary", "multiclass", "ranking", "embedding")
 

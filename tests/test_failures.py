@@ -103,10 +103,6 @@ def test_an_exception_fails_its_job_with_a_one_line_reason(custom_loss_sweep) ->
 
 # Resume: a killed sweep loses nothing it finished, and a re-run does only what is left.
 
-RESUME_BUG = (
-    "run.py run(): the `finally` block rewrites a resumed job's results.json with the empty "
-    "failed skeleton (status failed, reason null, no metrics)"
-)
 
 
 def resume_sweep(folder: Path) -> tuple[str, ...]:
@@ -143,7 +139,6 @@ def test_a_killed_sweep_leaves_only_whole_results(killed_sweep) -> None:
         assert json.loads(path.read_text())["status"] == "ok"
 
 
-@pytest.mark.xfail(reason=RESUME_BUG)
 def test_resume_skips_finished_jobs_and_runs_the_rest(killed_sweep) -> None:
     cli, folder = killed_sweep
     before = {r["seed"]: r for r in results_under(folder)}
@@ -165,7 +160,6 @@ def test_resume_skips_finished_jobs_and_runs_the_rest(killed_sweep) -> None:
             assert "(resumed)" not in line
 
 
-@pytest.mark.xfail(reason=RESUME_BUG)
 def test_rerun_into_the_same_folder_skips_a_complete_run(run_in, tmp_path: Path) -> None:
     first = run_in(tmp_path, "loss=huber")
     again = run_in(tmp_path, "loss=huber")  # no resume=true needed: the folder is the job's
@@ -176,7 +170,6 @@ def test_rerun_into_the_same_folder_skips_a_complete_run(run_in, tmp_path: Path)
     assert on_disk["metrics"] == first["metrics"]
 
 
-@pytest.mark.xfail(reason=RESUME_BUG)
 def test_resume_finds_a_finished_run_anywhere_under_out_root(run_in, tmp_path: Path) -> None:
     first = run_in(tmp_path / "a", "loss=huber", f"out_root={tmp_path}")
     elsewhere = run_in(tmp_path / "b", "loss=huber", f"out_root={tmp_path}")

@@ -141,7 +141,9 @@ def make_task_data(
     """
     if dataset not in DATASETS.get(kind, ()):
         allowed = ", ".join(DATASETS.get(kind, ()))
-        raise ValueError(f"dataset '{dataset}' does not fit task kind '{kind}' (allowed: {allowed})")
+        raise ValueError(
+            f"dataset '{dataset}' does not fit task kind '{kind}' (allowed: {allowed})"
+        )
     x, y = load_arrays(dataset)
     classify = kind in ("binary", "multiclass", "embedding")
     if split == "class_disjoint" and kind == "embedding":
