@@ -19,7 +19,9 @@ def _figures(metrics: dict[str, float], prefix: str = "test/") -> str:
 
 def print_run_summary(results: dict[str, Any]) -> None:
     """Print a few lines for a single run (a sweep prints one progress line per job instead)."""
-    if _in_sweep() or results["status"] == "failed":
+    from lossbench.run import is_rank_zero
+
+    if _in_sweep() or results["status"] == "failed" or not is_rank_zero():
         return
     from rich.console import Console
 

@@ -69,6 +69,8 @@ def quiet_lightning() -> None:
         ".*does not have many workers.*", ".*log_every_n_steps.*", ".*LeafSpec.*",
         ".*Trying to infer the `batch_size`.*", ".*TensorBatches.*", ".*train_dataloader.*",
         ".*`isinstance.*treespec.*", ".*torch.tensor results are registered.*",
+        # Every DDP process evaluates the whole validation split: the values already agree.
+        ".*sync_dist=True.*",
     ):
         warnings.filterwarnings("ignore", message=pattern)
 

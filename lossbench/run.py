@@ -62,8 +62,6 @@ def reuse_finished(config: dict[str, Any], out_dir: Path, digest: str) -> dict[s
         return None
     path, done = previous
     done = {k: v for k, v in done.items() if k != "schema"}
-    if Path(path).parent.resolve() == out_dir.resolve():
-        return {**done, "resumed_from": str(path)}  # already here: nothing to write
     done.update(resumed_from=str(path), output_dir=str(out_dir.resolve()))
     write_results(out_dir, done)
     return done
@@ -83,6 +81,11 @@ def save(out_dir: Path, results: dict[str, Any], start: float) -> dict[str, Any]
         results["status"] = "failed"
         results["reason"] = f"cannot write results in {out_dir}: {err.strerror or err}"
     return results
+
+
+def is_rank_zero() -> bool:
+    """False in the extra processes a DDP run starts (they train, but write nothing)."""
+    return int(os.environ.get("RANK", os.environ.get("LOCAL_RANK", "0"))) == 0
 
 
 def run(cfg: Any) -> dict[str, Any]:
@@ -123,7 +126,8 @@ def run(cfg: Any) -> dict[str, Any]:
         results.update(status="failed", reason=one_line_reason(err))
         finish_stray_wandb()
         log.info("run failed: %s\n%s", results["reason"], traceback.format_exc())
-    save(out_dir, results, start)
+    if is_rank_zero():  # under DDP every process runs this; one writes
+        save(out_dir, results, start)
     from lossbench.loggers import close_logger
 
     close_logger(logger, wandb_summary(results))
@@ -165,6 +169,8 @@ def _train(
     from lossbench.tasks import SELECTION, head_size, task_extras
 
     quiet_lightning()
+    if runtime and runtime["group"] and "ddp" in str(config["trainer"].get("strategy")):
+        raise ConfigError("trainer=ddp spreads one run over several devices; not inside a sweep")
     threads = set_threads(config, runtime)
     seed = int(config["seed"])
     kind = config["task"]["kind"]
@@ -185,6 +191,7 @@ def _train(
         gradient_clip_val=trainer_cfg.get("gradient_clip_val"),
         logger=logger if logger is not None else False, enable_checkpointing=False,
         enable_model_summary=False, enable_progress_bar=bool(progress),
+        strategy=trainer_cfg.get("strategy", "auto"),
         num_sanity_val_steps=0, limit_val_batches=0, log_every_n_steps=1_000_000,
         default_root_dir=str(out_dir),
     )
@@ -209,7 +216,10 @@ def _train(
     batch_size = int(config["batch_size"])
     if on_device:
         order = extras.batch_order(data, batch_size) if extras.batch_order else None
-        batches = TensorBatches(data.x_train, data.y_train, batch_size, seed=seed, order=order)
+        batches = TensorBatches(
+            data.x_train, data.y_train, batch_size, seed=seed, order=order,
+            rank=trainer.global_rank, world_size=trainer.world_size,
+        )
     else:
         batches = streaming_loader(data, batch_size, seed, device)
     trainer.fit(module, train_dataloaders=batches)

@@ -68,7 +68,7 @@ class SweepProgress(Callback):
             return
         hc = HydraConfig.get()
         sweep_dir = Path(hc.sweep.dir)
-        done = sum(1 for _ in sweep_dir.rglob(RESULTS_NAME))
+        done = count_finished(sweep_dir)
         total = os.environ.get(TOTAL_ENV, "?")
         results_path = Path(hc.runtime.output_dir) / RESULTS_NAME
         from lossbench.results import read_results
@@ -97,6 +97,19 @@ def _job_order(item: tuple[Path, dict[str, Any]]) -> tuple[int, str]:
     """Job number first (`3_name` before `10_name`), then the path."""
     job = item[0].parent.name.partition("_")[0]
     return (int(job) if job.isdigit() else 1 << 30, str(item[0]))
+
+
+def count_finished(sweep_dir: Path) -> int:
+    """This job's place in the finishing order: jobs of a parallel launcher finish together, so
+    the count is an append to a shared file under an exclusive lock, not a glance at the disk."""
+    import fcntl
+
+    with open(sweep_dir / ".finished", "a+") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        f.write(f"{os.getpid()}\n")
+        f.flush()
+        f.seek(0)
+        return sum(1 for _ in f)
 
 
 def progress_line(results: dict[str, Any] | None, done: int, total: str) -> str:

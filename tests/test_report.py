@@ -258,3 +258,28 @@ def test_wandb_offline(sweep: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     runs = list((sweep / "report" / "wandb").glob("offline-run-*"))
     assert len(runs) == 1 and any(runs[0].rglob("*.wandb"))
+
+
+def test_report_of_a_real_two_loss_two_seed_sweep(tmp_path: Path) -> None:
+    """Train for real (2 losses x 2 seeds, few epochs), then report what the sweep wrote."""
+    env = {**os.environ, "CI": "1", "LOSSBENCH_OUT": str(tmp_path / "outputs")}
+    sweep_cmd = [sys.executable, "-m", "lossbench", "-m", "loss=l1,mse", "seed=0,1",
+                 "trainer.max_epochs=3", "logger=none"]
+    proc = subprocess.run(sweep_cmd, cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    (folder,) = (tmp_path / "outputs" / "sweeps").glob("*/*")
+    report = subprocess.run([sys.executable, "-m", "lossbench.report", str(folder)], env=env,
+                            capture_output=True, text=True, timeout=300)
+    assert report.returncode == 0, report.stderr
+    board = pd.read_csv(folder / "report" / "leaderboard.csv")
+    losses = board[~board["loss"].str.startswith("baseline:")].set_index("loss")
+    assert sorted(losses.index) == ["l1", "mse"]
+    assert (losses["n_seeds"] == 2).all()
+    for column in ("best/test/mae", "last/test/rmse"):
+        assert (losses[f"{column}_lo"] <= losses[f"{column}_mean"]).all()
+        assert (losses[f"{column}_mean"] <= losses[f"{column}_hi"]).all()
+    assert "baseline:linear_regression" in set(board["loss"])
+    for png in (folder / "report").glob("*.png"):
+        assert_png(png)
+    assert "l1" in report.stdout and "mse" in report.stdout

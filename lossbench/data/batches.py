@@ -15,24 +15,32 @@ class TensorBatches:
     """An iterable of (x, y) batches that Lightning accepts in place of a DataLoader.
 
     The order is reshuffled every epoch by a generator seeded once, so a seed fixes the whole
-    sequence of batches; `order` replaces plain shuffling (e.g. m samples per class).
+    sequence of batches; `order` replaces plain shuffling (e.g. m samples per class). Under
+    DDP each of `world_size` processes draws the same order and takes an equal share of it.
     """
 
     def __init__(
         self, x: Tensor, y: Tensor, batch_size: int, seed: int = 0,
-        order: OrderFn | None = None, drop_last: bool = False,
+        order: OrderFn | None = None, drop_last: bool = False, rank: int = 0,
+        world_size: int = 1,
     ) -> None:
         self.x, self.y, self.batch_size, self.drop_last = x, y, batch_size, drop_last
         self.generator = torch.Generator().manual_seed(seed)
         self.order = order or (lambda g: torch.randperm(len(self.x), generator=g))
-        self._n_samples = len(x)
+        self.rank, self.world_size = rank, world_size
+        # Equal shares: processes with different batch counts would wait on each other forever.
+        self._n_samples = len(x) // world_size
 
     def __len__(self) -> int:
         full, rest = divmod(self._n_samples, self.batch_size)
         return full + (0 if self.drop_last or rest == 0 else 1)
 
     def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
-        index = self.order(self.generator).to(self.x.device, non_blocking=True)
+        index = self.order(self.generator)
+        if self.world_size > 1:
+            share = len(index) // self.world_size
+            index = index[self.rank * share : (self.rank + 1) * share]
+        index = index.to(self.x.device, non_blocking=True)
         stop = len(index) - (len(index) % self.batch_size if self.drop_last else 0)
         for start in range(0, stop, self.batch_size):
             batch = index[start : start + self.batch_size]
