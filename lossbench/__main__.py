@@ -43,14 +43,41 @@ def check_group_choices(argv: list[str]) -> str | None:
 def hydra_entry(cfg: DictConfig) -> float | None:
     """One Hydra job: run it, print its summary, return the selection metric (for sweepers)."""
     from lossbench.console import print_run_summary
+
+    values = []
+    for results in run_job(cfg):
+        _STATUSES.append(results)
+        print_run_summary(results)
+        best = (results.get("metrics") or {}).get("best") or {}
+        metric = (results.get("selection") or {}).get("metric")
+        if metric and best.get(metric) is not None:
+            values.append(best[metric])
+    return sum(values) / len(values) if values else None
+
+
+def job_seeds(cfg: DictConfig) -> list[int] | None:
+    """`seeds=5`: seeds seed..seed+4 trained together; `seeds=[0,3,7]`: those; null: one run."""
+    seeds = cfg.get("seeds")
+    if seeds is None:
+        return None
+    if isinstance(seeds, int) and not isinstance(seeds, bool):
+        return list(range(int(cfg.seed), int(cfg.seed) + seeds)) if seeds > 0 else []
+    return [int(s) for s in seeds]
+
+
+def run_job(cfg: DictConfig) -> list[dict[str, Any]]:
+    """One run, or several seeds of the config trained at once (`seeds=`)."""
     from lossbench.run import run
 
-    results = run(cfg)
-    _STATUSES.append(results)
-    print_run_summary(results)
-    best = (results.get("metrics") or {}).get("best") or {}
-    metric = (results.get("selection") or {}).get("metric")
-    return best.get(metric) if metric else None
+    seeds = job_seeds(cfg)
+    if seeds is None:
+        return [run(cfg)]
+    from lossbench.multiseed import run_seeds
+
+    try:
+        return run_seeds(cfg, seeds)
+    except ValueError as err:
+        return [{"status": "failed", "reason": str(err).splitlines()[0]}]
 
 
 def full_error() -> bool:
@@ -106,7 +133,7 @@ def main() -> None:
             print(f"lossbench: {bad} job(s) of the sweep failed; see {sweep.LAST_SWEEP['dir']}",
                   file=sys.stderr)
             sys.exit(1)
-    elif len(_STATUSES) == 1 and _STATUSES[0]["status"] == "failed":
+    elif _STATUSES and all(r["status"] == "failed" for r in _STATUSES):
         print(f"lossbench: error: {_STATUSES[0]['reason']}", file=sys.stderr)
         sys.exit(2)
 

@@ -70,18 +70,26 @@ class SweepProgress(Callback):
         sweep_dir = Path(hc.sweep.dir)
         done = count_finished(sweep_dir)
         total = os.environ.get(TOTAL_ENV, "?")
-        results_path = Path(hc.runtime.output_dir) / RESULTS_NAME
         from lossbench.results import read_results
 
-        print(progress_line(read_results(results_path), done, total), flush=True)
+        job_dir = Path(hc.runtime.output_dir)
+        # One results.json per job, or one per seed below it when the job trained `seeds=`.
+        paths = [job_dir / RESULTS_NAME] if (job_dir / RESULTS_NAME).exists() else sorted(
+            job_dir.glob(f"*/{RESULTS_NAME}")
+        )
+        for path in paths or [job_dir / RESULTS_NAME]:
+            print(progress_line(read_results(path), done, total), flush=True)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         global LAST_SWEEP
         sweep_dir = Path(config.hydra.sweep.dir)
-        statuses = [data.get("status") for _, data in iter_results(sweep_dir)]
+        found = list(iter_results(sweep_dir))
+        statuses = [data.get("status") for _, data in found]
+        # A job folder is the sweep folder's child; `seeds=` jobs hold one results.json per seed.
+        jobs = {path.relative_to(sweep_dir).parts[0] for path, _ in found}
         total = os.environ.get(TOTAL_ENV, "?")
         counts = {s: statuses.count(s) for s in ("ok", "diverged", "failed", "skipped")}
-        missing = int(total) - len(statuses) if total.isdigit() else 0
+        missing = int(total) - len(jobs) if total.isdigit() else 0
         LAST_SWEEP = {"dir": str(sweep_dir), "missing": max(missing, 0), **counts}
         if getattr(self, "replay", False):
             for done, (_, data) in enumerate(sorted(iter_results(sweep_dir), key=_job_order), 1):
@@ -89,7 +97,8 @@ class SweepProgress(Callback):
         parts = ", ".join(f"{n} {s}" for s, n in counts.items() if n)
         if missing > 0:
             parts += f", {missing} without results"
-        print(f"sweep done: {len(statuses)} of {total} jobs ({parts or 'none'}) in {sweep_dir}")
+        runs = f", {len(statuses)} runs" if len(statuses) != len(jobs) else ""
+        print(f"sweep done: {len(jobs)} of {total} jobs{runs} ({parts or 'none'}) in {sweep_dir}")
         print(f"report: python -m lossbench.report {sweep_dir}", flush=True)
 
 

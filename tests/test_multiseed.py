@@ -148,3 +148,23 @@ def test_plain_dict_config_names_each_seed(tmp_path: Path) -> None:
     together = run_seeds(config, [3, 4])
     assert [r["config"]["name"] for r in together] == ["regression-mse-s3", "regression-mse-s4"]
     assert [Path(r["output_dir"]).name for r in together] == [r["config"]["name"] for r in together]
+
+
+def test_seeds_option_in_a_cli_sweep(tmp_path: Path) -> None:
+    """`seeds=2` on the command line: each sweep job trains two seeds, one results.json each."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "CI": "1", "LOSSBENCH_OUT": str(tmp_path / "outputs")}
+    proc = subprocess.run(
+        [sys.executable, "-m", "lossbench", "-m", "task=multiclass", "task.dataset=wine",
+         "loss=ce,mae", "seeds=2", *FAST],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "sweep done: 2 of 2 jobs, 4 runs (4 ok)" in proc.stdout
+    found = [read_results(p) for p in sorted((tmp_path / "outputs").rglob(RESULTS_NAME))]
+    assert sorted((r["loss"], r["seed"]) for r in found) == [
+        ("ce", 0), ("ce", 1), ("mae", 0), ("mae", 1)
+    ]
