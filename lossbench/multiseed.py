@@ -57,7 +57,7 @@ from lossbench.environment import (
 from lossbench.loss_config import loss_from_config
 from lossbench.module import build_optimizer
 from lossbench.results import config_hash, find_complete, write_results
-from lossbench.run import finish_stray_wandb, one_line_reason, wandb_summary
+from lossbench.run import build_trainer, finish_stray_wandb, one_line_reason, wandb_summary
 from lossbench.tasks import SELECTION, compute_metrics, head_size, is_better, squeeze_head
 from lossbench.validation import ConfigError, validate_config
 
@@ -245,7 +245,7 @@ def _train(pending: list[SeedRun], runtime: dict[str, Any] | None) -> None:
     _check_equal_sizes(datas, [r.seed for r in pending])
     losses = [
         loss_from_config(r.config["loss"], kind, d) for r, d in zip(pending, datas, strict=True)]
-    trainer = _trainer(config)
+    trainer = build_trainer(config, None, Path(config["output_dir"]))
     device = trainer.strategy.root_device
     datas = [d.to(device) for d in datas]
     extras = task_extras(kind)
@@ -294,19 +294,6 @@ def _check_equal_sizes(datas: list[TaskData], seeds: list[int]) -> None:
     sizes = [tuple(len(d.split(s)[0]) for s in ("train", "val", "test")) for d in datas]
     if len(set(sizes)) > 1:
         raise ConfigError(f"seeds {seeds} give splits of different sizes {sizes}; run them apart")
-
-
-def _trainer(config: dict[str, Any]) -> pl.Trainer:
-    """The Trainer `run` builds, without a logger (histories are logged per seed afterwards)."""
-    cfg = config["trainer"]
-    return pl.Trainer(
-        max_epochs=cfg["max_epochs"], accelerator=cfg.get("accelerator", "auto"),
-        devices=cfg.get("devices", 1), precision=cfg.get("precision", "32-true"),
-        gradient_clip_val=cfg.get("gradient_clip_val"), logger=False,
-        enable_checkpointing=False, enable_model_summary=False, enable_progress_bar=False,
-        num_sanity_val_steps=0, limit_val_batches=0, log_every_n_steps=1_000_000,
-        default_root_dir=config["output_dir"],
-    )
 
 
 def _final_metrics(module: SeedStackModule, last_epoch: int, out: list[dict[str, Any]]) -> None:

@@ -118,8 +118,8 @@ def run(cfg: Any) -> dict[str, Any]:
                 raise
             results.update(status="skipped", reason=str(err))
             return save(out_dir, results, start)
-        results.update(_train(config, runtime, out_dir))
-        logger = results.pop("_logger", None)
+        trained, logger = _train(config, runtime, out_dir)
+        results.update(trained)
     except Exception as err:
         if os.environ.get("HYDRA_FULL_ERROR") == "1":
             raise
@@ -155,10 +155,45 @@ def wandb_summary(results: dict[str, Any]) -> dict[str, Any]:
     return flat
 
 
+def build_trainer(config: dict[str, Any], logger: Any, out_dir: Path):
+    """Lightning's Trainer, lean for small data: no checkpoint files, no sanity or val loops
+    (validation runs inside the module, once per epoch), no model summary."""
+    import pytorch_lightning as pl
+
+    cfg = config["trainer"]
+    progress = cfg.get("progress_bar", "auto")
+    if progress == "auto":
+        import sys
+
+        progress = sys.stderr.isatty() and not os.environ.get("CI")
+    return pl.Trainer(
+        max_epochs=cfg["max_epochs"], accelerator=cfg.get("accelerator", "auto"),
+        devices=cfg.get("devices", 1), precision=cfg.get("precision", "32-true"),
+        strategy=cfg.get("strategy", "auto"), gradient_clip_val=cfg.get("gradient_clip_val"),
+        logger=logger if logger is not None else False, enable_checkpointing=False,
+        enable_model_summary=False, enable_progress_bar=bool(progress),
+        num_sanity_val_steps=0, limit_val_batches=0, log_every_n_steps=1_000_000,
+        default_root_dir=str(out_dir),
+    )
+
+
+def best_and_last(module: Any, last_epoch: int) -> dict[str, Any]:
+    """Test (and val) metrics of the last weights and of the best-validation weights."""
+    metrics: dict[str, Any] = {}
+    if module.diverged_epoch is None:
+        last = {**module.evaluate("val"), **module.evaluate("test")}
+        metrics["last"] = {"epoch": last_epoch, **_floats(last)}
+    if module.best["state"] is not None:
+        module.model.load_state_dict(module.best["state"])
+        best = {**module.evaluate("val"), **module.evaluate("test")}
+        metrics["best"] = {"epoch": module.best["epoch"], **_floats(best)}
+    return metrics
+
+
 def _train(
     config: dict[str, Any], runtime: dict[str, Any] | None, out_dir: Path
-) -> dict[str, Any]:
-    """The training part of a run; returns the keys it adds to the results."""
+) -> tuple[dict[str, Any], Any]:
+    """The training part of a run: the keys it adds to the results, and its logger."""
     import pytorch_lightning as pl
     import torch
 
@@ -172,29 +207,13 @@ def _train(
     if runtime and runtime["group"] and "ddp" in str(config["trainer"].get("strategy")):
         raise ConfigError("trainer=ddp spreads one run over several devices; not inside a sweep")
     threads = set_threads(config, runtime)
-    seed = int(config["seed"])
-    kind = config["task"]["kind"]
+    seed, kind = int(config["seed"]), config["task"]["kind"]
     data = load_data(config)
     loss_fn = loss_from_config(config["loss"], kind, data)
     group = (runtime or {}).get("group") or config["task"]["name"]
     tags = [config["task"]["name"], config["loss"]["name"], *config.get("tags", [])]
     logger = build_logger(config["logger"], out_dir, config["name"], group, tags, config)
-    trainer_cfg = config["trainer"]
-    progress = trainer_cfg.get("progress_bar", "auto")
-    if progress == "auto":
-        import sys
-
-        progress = sys.stderr.isatty() and not os.environ.get("CI")
-    trainer = pl.Trainer(
-        max_epochs=trainer_cfg["max_epochs"], accelerator=trainer_cfg.get("accelerator", "auto"),
-        devices=trainer_cfg.get("devices", 1), precision=trainer_cfg.get("precision", "32-true"),
-        gradient_clip_val=trainer_cfg.get("gradient_clip_val"),
-        logger=logger if logger is not None else False, enable_checkpointing=False,
-        enable_model_summary=False, enable_progress_bar=bool(progress),
-        strategy=trainer_cfg.get("strategy", "auto"),
-        num_sanity_val_steps=0, limit_val_batches=0, log_every_n_steps=1_000_000,
-        default_root_dir=str(out_dir),
-    )
+    trainer = build_trainer(config, logger, out_dir)
     device = trainer.strategy.root_device
     on_device = keep_on_device(config["task"].get("data_path", "auto"), data, device)
     if on_device:
@@ -224,14 +243,6 @@ def _train(
         batches = streaming_loader(data, batch_size, seed, device)
     trainer.fit(module, train_dataloaders=batches)
 
-    metrics: dict[str, Any] = {}
-    if module.diverged_epoch is None:
-        last = {**module.evaluate("val"), **module.evaluate("test")}
-        metrics["last"] = {"epoch": trainer.current_epoch - 1, **_floats(last)}
-    if module.best["state"] is not None:
-        module.model.load_state_dict(module.best["state"])
-        best = {**module.evaluate("val"), **module.evaluate("test")}
-        metrics["best"] = {"epoch": module.best["epoch"], **_floats(best)}
     metric, mode = SELECTION[kind]
     diverged = module.diverged_epoch is not None
     return {
@@ -240,15 +251,14 @@ def _train(
         if diverged else None,
         "selection": {"metric": f"val/{metric}", "mode": mode},
         "perturb": data.perturb,
-        "metrics": metrics,
+        "metrics": best_and_last(module, trainer.current_epoch - 1),
         "baselines": baselines,
         "history": module.history,
         "epochs": len(module.history) + int(diverged),
         "diverged_epoch": module.diverged_epoch,
         "device": str(device), "threads": threads,
         "data_path": "device" if on_device else "stream",
-        "_logger": logger,
-    }
+    }, logger
 
 
 def _floats(metrics: dict[str, Any]) -> dict[str, float]:
