@@ -413,7 +413,8 @@ def print_table(result: dict[str, Any]) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    console = Console()
+    # Logs and pipes get a wide table rather than rich's 80 columns of wrapped names.
+    console = Console(width=None if sys.stdout.isatty() else 160)
     heads = ["loss", "params", "mean [95% CI]", "rank", "seeds", "div", "fail", "wall_s"]
     for task in result["tasks"]:
         board = result["leaderboard"][result["leaderboard"]["task"] == task.name]
