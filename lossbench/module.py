@@ -40,6 +40,13 @@ class LossbenchModule(pl.LightningModule):
         super().__init__()
         self.model, self.loss, self.data, self.optimizer_cfg = model, loss, data, optimizer
         self.augment: Any = None  # callable on a training batch of inputs, on the device
+        # One step is zero_grad, backward, (clip), step: Lightning's automatic-optimization
+        # closure machinery costs more than the math on small models.
+        self.automatic_optimization = False
+        self.gradient_clip_val: float | None = None
+        # On-device data on one device: Lightning sees one "batch" per epoch and the module
+        # loops over the real mini-batches, so Lightning's per-batch hooks run once an epoch.
+        self.epoch_batches: Any = None
         self.eval_batch_size = 1024
         self.squeeze = squeeze_head(data.kind)
         self.selection = SELECTION[data.kind][0]
@@ -56,15 +63,36 @@ class LossbenchModule(pl.LightningModule):
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return build_optimizer(self.model.parameters(), self.optimizer_cfg)
 
-    def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
-        x, y = batch
+    def training_step(self, batch: Any, batch_idx: int) -> Tensor:
+        """One optimisation step per batch, or a whole epoch when `epoch_batches` is set.
+
+        In the epoch loop, plain float32 steps call torch directly (backward, step); mixed
+        precision goes through Lightning's optimizer and backward, which own the grad scaler.
+        """
+        if self.epoch_batches is None:
+            return self._step(*batch, self.optimizers())
+        lean = self.trainer.precision in ("32-true", "32", "64-true", "64")
+        optimizer = self.optimizers(use_pl_optimizer=not lean)
+        for x, y in self.epoch_batches:
+            loss = self._step(x, y, optimizer, lean)
+        return loss
+
+    def _step(self, x: Tensor, y: Tensor, optimizer: Any, lean: bool = False) -> Tensor:
         if self.augment is not None:
             x = self.augment(x)
         loss = self.loss(self(x), y)
+        optimizer.zero_grad()
+        if lean:
+            loss.backward()
+        else:
+            self.manual_backward(loss)
+        if self.gradient_clip_val:
+            self.clip_gradients(optimizer, gradient_clip_val=self.gradient_clip_val)
+        optimizer.step()
         detached = loss.detach()
         self._loss_sum = detached if self._loss_sum is None else self._loss_sum + detached
         self._steps += 1
-        return loss
+        return detached
 
     @torch.no_grad()
     def evaluate(self, split: str) -> dict[str, Tensor]:
@@ -100,7 +128,8 @@ class LossbenchModule(pl.LightningModule):
             self.trainer.should_stop = True
             return
         self.history.append({"epoch": epoch, **row})
-        self.log_dict(row, on_epoch=True, prog_bar=False)
+        if self.logger is not None:  # straight to the logger: self.log costs ms per call
+            self.logger.log_metrics({**row, "epoch": epoch}, step=epoch)
         value = row[f"val/{self.selection}"]
         if is_better(self.data.kind, value, self.best["value"]):
             state = copy.deepcopy(self.model.state_dict())

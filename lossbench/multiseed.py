@@ -245,7 +245,7 @@ def _train(pending: list[SeedRun], runtime: dict[str, Any] | None) -> None:
     _check_equal_sizes(datas, [r.seed for r in pending])
     losses = [
         loss_from_config(r.config["loss"], kind, d) for r, d in zip(pending, datas, strict=True)]
-    trainer = build_trainer(config, None, Path(config["output_dir"]))
+    trainer = build_trainer(config, None, Path(config["output_dir"]), clips_itself=False)
     device = trainer.strategy.root_device
     datas = [d.to(device) for d in datas]
     extras = task_extras(kind)

@@ -155,9 +155,12 @@ def wandb_summary(results: dict[str, Any]) -> dict[str, Any]:
     return flat
 
 
-def build_trainer(config: dict[str, Any], logger: Any, out_dir: Path):
+def build_trainer(
+    config: dict[str, Any], logger: Any, out_dir: Path, clips_itself: bool = True
+):
     """Lightning's Trainer, lean for small data: no checkpoint files, no sanity or val loops
-    (validation runs inside the module, once per epoch), no model summary."""
+    (validation runs inside the module, once per epoch), no model summary. A module with
+    manual optimization clips its own gradients (`clips_itself`); Lightning refuses to."""
     import pytorch_lightning as pl
 
     cfg = config["trainer"]
@@ -169,7 +172,8 @@ def build_trainer(config: dict[str, Any], logger: Any, out_dir: Path):
     return pl.Trainer(
         max_epochs=cfg["max_epochs"], accelerator=cfg.get("accelerator", "auto"),
         devices=cfg.get("devices", 1), precision=cfg.get("precision", "32-true"),
-        strategy=cfg.get("strategy", "auto"), gradient_clip_val=cfg.get("gradient_clip_val"),
+        strategy=cfg.get("strategy", "auto"),
+        gradient_clip_val=None if clips_itself else cfg.get("gradient_clip_val"),
         logger=logger if logger is not None else False, enable_checkpointing=False,
         enable_model_summary=False, enable_progress_bar=bool(progress),
         num_sanity_val_steps=0, limit_val_batches=0, log_every_n_steps=1_000_000,
@@ -197,7 +201,7 @@ def _train(
     import pytorch_lightning as pl
     import torch
 
-    from lossbench.data.batches import TensorBatches
+    from lossbench.data.batches import OncePerEpoch, TensorBatches
     from lossbench.loggers import build_logger
     from lossbench.models import build_model
     from lossbench.module import LossbenchModule
@@ -225,6 +229,7 @@ def _train(
     if config.get("compile"):
         model = torch.compile(model)
     module = LossbenchModule(model, loss_fn, data, config["optimizer"])
+    module.gradient_clip_val = config["trainer"].get("gradient_clip_val")
     if config["task"].get("augment"):
         from lossbench.data.vision import augment_cifar
 
@@ -239,6 +244,8 @@ def _train(
             data.x_train, data.y_train, batch_size, seed=seed, order=order,
             rank=trainer.global_rank, world_size=trainer.world_size,
         )
+        if trainer.world_size == 1:  # DDP needs one forward per backward: batch by batch
+            module.epoch_batches, batches = batches, OncePerEpoch()
     else:
         batches = streaming_loader(data, batch_size, seed, device)
     trainer.fit(module, train_dataloaders=batches)
