@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -178,3 +179,25 @@ def run_in():
         return run(compose_config(with_test_defaults(overrides, folder)))
 
     return run_with
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny tensors: torch's intra-op threads cost more than they give (ms per op on a busy CPU)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def multirun_statuses(
+    folder: Path, *args: str
+) -> tuple[subprocess.CompletedProcess[str], dict[str, str]]:
+    """`python -m lossbench -m ARGS` with outputs under `folder`; {loss: status} of its runs."""
+    env = {**os.environ, "LOSSBENCH_OUT": str(folder), "CI": "1"}
+    proc = subprocess.run([sys.executable, "-m", "lossbench", "-m", *args], cwd=folder, env=env,
+                          capture_output=True, text=True, timeout=300)
+    found = [json.loads(p.read_text()) for p in folder.rglob("results.json")]
+    return proc, {r["loss"]: r["status"] for r in found}

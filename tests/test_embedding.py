@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
+from conftest import multirun_statuses
 
 from lossbench.config import compose_config
 from lossbench.data.tabular import make_task_data
@@ -123,13 +121,9 @@ def test_class_disjoint_run_and_batch_size_check(tmp_path: Path) -> None:
 
 def test_every_embedding_loss_through_the_cli(tmp_path: Path) -> None:
     """One multirun over all embedding losses: each job writes an ok results.json."""
-    env = {**os.environ, "LOSSBENCH_OUT": str(tmp_path), "CI": "1"}
-    cmd = [sys.executable, "-m", "lossbench", "-m", "task=embedding",
-           f"loss={','.join(EMBEDDING_LOSSES)}", "trainer.max_epochs=2", *FAST]
-    proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    proc, found = multirun_statuses(
+        tmp_path, "task=embedding", f"loss={','.join(EMBEDDING_LOSSES)}", "trainer.max_epochs=2",
+        *FAST,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
-    found = {
-        json.loads(p.read_text())["loss"]: json.loads(p.read_text())["status"]
-        for p in tmp_path.rglob("results.json")
-    }
     assert found == dict.fromkeys(EMBEDDING_LOSSES, "ok")

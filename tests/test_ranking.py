@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
+from conftest import multirun_statuses
 
 from lossbench.config import compose_config
 from lossbench.data.tabular import make_task_data
@@ -69,13 +66,8 @@ def test_bad_ndcg_k_is_a_one_line_error(tmp_path: Path) -> None:
 
 
 def test_every_ranking_loss_through_the_cli(tmp_path: Path) -> None:
-    env = {**os.environ, "LOSSBENCH_OUT": str(tmp_path), "CI": "1"}
-    cmd = [sys.executable, "-m", "lossbench", "-m", "task=ranking",
-           f"loss={','.join(RANKING_LOSSES)}", "trainer.max_epochs=2", *FAST]
-    proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    proc, found = multirun_statuses(
+        tmp_path, "task=ranking", f"loss={','.join(RANKING_LOSSES)}", "trainer.max_epochs=2", *FAST
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
-    found = {
-        json.loads(p.read_text())["loss"]: json.loads(p.read_text())["status"]
-        for p in tmp_path.rglob("results.json")
-    }
     assert found == dict.fromkeys(RANKING_LOSSES, "ok")
