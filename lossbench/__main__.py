@@ -12,7 +12,9 @@ from omegaconf import DictConfig
 
 from lossbench.sweep import new_invocation_uid, register_resolvers
 
-CONFIG_GROUPS = ("task", "loss", "model", "optimizer", "trainer", "logger", "perturb", "experiment")
+CONFIG_GROUPS = (
+    "task", "loss", "model", "optimizer", "trainer", "logger", "perturb", "experiment", "tune",
+)
 # Statuses of the runs this process ran (one for a single run).
 _STATUSES: list[dict[str, Any]] = []
 
@@ -40,7 +42,7 @@ def check_group_choices(argv: list[str]) -> str | None:
 
 
 @hydra.main(version_base="1.3", config_path="pkg://lossbench.conf", config_name="config")
-def hydra_entry(cfg: DictConfig) -> float | None:
+def hydra_entry(cfg: DictConfig) -> float:
     """One Hydra job: run it, print its summary, return the selection metric (for sweepers)."""
     from lossbench.console import print_run_summary
 
@@ -52,7 +54,12 @@ def hydra_entry(cfg: DictConfig) -> float | None:
         metric = (results.get("selection") or {}).get("metric")
         if metric and best.get(metric) is not None:
             values.append(best[metric])
-    return sum(values) / len(values) if values else None
+    if values:
+        return sum(values) / len(values)
+    # A diverged or failed trial scores the worst possible value, so a study (Optuna) goes on.
+    from lossbench.tasks import SELECTION
+
+    return float("inf") if SELECTION[cfg.task.kind][1] == "min" else float("-inf")
 
 
 def job_seeds(cfg: DictConfig) -> list[int] | None:

@@ -30,10 +30,18 @@ def _uid() -> str:
     return os.environ.get(UID_ENV) or new_invocation_uid()
 
 
+def _direction(kind: str) -> str:
+    from lossbench.tasks import SELECTION
+
+    return "minimize" if SELECTION[kind][1] == "min" else "maximize"
+
+
 def register_resolvers() -> None:
     """`${lb_uid:}` keeps two sweeps started in the same second in different folders."""
     if not OmegaConf.has_resolver("lb_uid"):
         OmegaConf.register_new_resolver("lb_uid", _uid, use_cache=True)
+    if not OmegaConf.has_resolver("lb_direction"):  # Optuna's direction from the task's metric
+        OmegaConf.register_new_resolver("lb_direction", _direction)
 
 
 def count_jobs(config: DictConfig) -> int | None:
