@@ -113,9 +113,10 @@ def embedding_baselines(data: TaskData, module: Any) -> dict[str, dict[str, floa
     x_test, _ = data.split("test")
     model = copy.deepcopy(module.model).to(x_test.device).eval()
     with torch.no_grad():
-        untrained = model(x_test)
+        untrained = torch.cat([model(x_test[i : i + 1024]) for i in range(0, len(x_test), 1024)])
+    raw = x_test.flatten(1).float()  # images: their pixels, as one vector each
     return {
-        "raw_features": _test_scores(x_test, data),
+        "raw_features": _test_scores(raw, data),
         "untrained_network": _test_scores(untrained, data),
     }
 

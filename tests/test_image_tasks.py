@@ -89,3 +89,20 @@ def test_ddp_inside_a_sweep_is_refused(tmp_path: Path) -> None:
     assert proc.returncode == 1
     assert [r["status"] for r in results] == ["failed"]
     assert "not inside a sweep" in results[0]["reason"]
+
+
+def test_mnist_embedding_is_class_disjoint_and_trains(mnist_dir: Path, tmp_path: Path) -> None:
+    from lossbench.data.images import make_image_task_data
+
+    data = make_image_task_data("embedding", "mnist", seed=0, val_size=50, data_dir=mnist_dir,
+                                download=False, split="class_disjoint")
+    assert set(data.y_train.tolist()) == {0, 1, 2, 3, 4}
+    assert set(data.y_val.tolist()) <= {5, 6, 7, 8, 9}
+    assert set(data.y_test.tolist()) <= {5, 6, 7, 8, 9}
+    proc, results = cli(tmp_path, "task=mnist_embedding", f"task.data_dir={mnist_dir}",
+                        "task.download=false", "task.val_size=50", "trainer.max_epochs=2")
+    assert proc.returncode == 0, proc.stderr
+    (result,) = results
+    assert result["status"] == "ok" and result["loss"] == "triplet"
+    assert {"raw_features", "untrained_network"} <= set(result["baselines"])
+    assert "test/map_at_r" in result["metrics"]["best"]

@@ -20,6 +20,7 @@ def load_data(config: dict[str, Any]):
             return make_image_task_data(
                 task["kind"], task["dataset"], config["seed"], task.get("val_size", 5000),
                 task.get("data_dir"), task.get("download", True), perturb=config.get("perturb"),
+                split=task.get("split", "samples"), options=task,
             )
         return make_task_data(
             task["kind"], task["dataset"], config["seed"],
