@@ -278,3 +278,22 @@ def test_hydra_full_error_shows_the_traceback(cli) -> None:
     assert proc.returncode != 0
     assert "Traceback" in proc.stderr
     assert "nope" in proc.stderr
+
+
+def test_wandb_failing_mid_run_warns_once_and_keeps_results(
+    run_in, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """wandb's Run.log breaks after the run started: one warning, the run completes."""
+    import wandb.sdk.wandb_run
+
+    def broken_log(self, *args, **kwargs):
+        raise RuntimeError("wandb service went away")
+
+    monkeypatch.setattr(wandb.sdk.wandb_run.Run, "log", broken_log)
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    with caplog.at_level("WARNING"):
+        results = run_in(tmp_path, "logger=wandb", "trainer.max_epochs=3")
+    assert results["status"] == "ok", results["reason"]
+    assert (tmp_path / "results.json").is_file()
+    warnings = [r for r in caplog.records if "wandb failed" in r.getMessage()]
+    assert len(warnings) == 1 and "wandb service went away" in warnings[0].getMessage()
