@@ -45,10 +45,13 @@ def register_resolvers() -> None:
 
 
 def count_jobs(config: DictConfig) -> int | None:
-    """How many jobs the basic sweeper will launch (None for other sweepers)."""
+    """How many jobs the sweeper will launch (None for sweepers it cannot tell)."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    if "BasicSweeper" not in str(config.hydra.sweeper.get("_target_", "")):
+    target = str(config.hydra.sweeper.get("_target_", ""))
+    if "optuna" in target.lower():  # one job per trial
+        return int(config.hydra.sweeper.n_trials)
+    if "BasicSweeper" not in target:
         return None
     params = dict(config.hydra.sweeper.get("params") or {})
     for override in config.hydra.overrides.task:
