@@ -25,7 +25,18 @@ def _prior_baseline(data: TaskData) -> dict[str, float]:
 
 
 def tabular_baselines(data: TaskData) -> dict[str, dict[str, float]]:
-    """A trivial predictor and a scikit-learn linear model, scored with the task's metrics."""
+    """A trivial predictor and a scikit-learn linear model, scored with the task's metrics.
+
+    The fits use the job's thread count: scikit-learn's OpenMP runtime loads after the job set
+    its limits, and its threads spinning on busy cores made a digits fit take seconds.
+    """
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=torch.get_num_threads()):
+        return _fit_baselines(data)
+
+
+def _fit_baselines(data: TaskData) -> dict[str, dict[str, float]]:
     from sklearn.linear_model import LinearRegression, LogisticRegression
 
     if data.is_image:  # a linear model on 50k images costs minutes: keep the prior only

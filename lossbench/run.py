@@ -169,7 +169,7 @@ def build_trainer(
         import sys
 
         progress = sys.stderr.isatty() and not os.environ.get("CI")
-    return pl.Trainer(
+    trainer = pl.Trainer(
         max_epochs=cfg["max_epochs"], accelerator=cfg.get("accelerator", "auto"),
         devices=cfg.get("devices", 1), precision=cfg.get("precision", "32-true"),
         strategy=cfg.get("strategy", "auto"),
@@ -179,6 +179,11 @@ def build_trainer(
         num_sanity_val_steps=0, limit_val_batches=0, log_every_n_steps=1_000_000,
         default_root_dir=str(out_dir),
     )
+    if trainer.strategy.root_device.type == "cpu":
+        # Lightning sets this on import; with it every optimizer step's CUDA check probes NVML
+        # (a dlopen on a machine without a driver, ~0.1 ms a step): not for a CPU run.
+        os.environ.pop("PYTORCH_NVML_BASED_CUDA_CHECK", None)
+    return trainer
 
 
 def best_and_last(module: Any, last_epoch: int) -> dict[str, Any]:

@@ -13,12 +13,13 @@ CPU time is far less disturbed by other processes on a shared machine):
     and its training loop (per-epoch validation included on both sides);
   - a sweep of N seeds, whole process: `python -m lossbench -m ... seed=0,..,N-1`
     vs `python scripts/bench.py --plain-sweep N ...`;
-  - process start: `python -m lossbench --help`, a one-epoch run, `python -c "import torch"`;
+  - process start: a one-epoch run as a process (the CLI vs `--plain-sweep 1`), and
+    `python -m lossbench --help` and `python -c "import torch"` for reference;
   - N seeds at once (lossbench.multiseed, when it exists): `python -m lossbench seeds=N` vs
     the plain sweep process, and `run_seeds(cfg, seeds)` vs N plain runs in this process.
 
 Usage:
-    python scripts/bench.py                    # 5 repeats, 10-run sweeps x3 (about 6 minutes)
+    python scripts/bench.py                    # 5 repeats, 10-run sweeps x3 (~7 min, 2 cores)
     python scripts/bench.py --quick            # smoke run
     python scripts/bench.py --json bench.json  # the figures as JSON too
     PYTHONPATH=/path/to/other/checkout python scripts/bench.py   # time another lossbench
@@ -442,8 +443,10 @@ def print_report(report: dict[str, Any]) -> None:
         if case.get("multiseed"):
             multi = case["multiseed"]
             _row(table, "", f"run_seeds: {multi['runs']} seeds in-process", multi, "multiseed")
-        table.add_row("", "test metric (must match)", f"{runs['lossbench']['test']:.4f}",
-                      f"{runs['plain']['test']:.4f}", end_section=True)
+        tests = runs["lossbench"]["test"], runs["plain"]["test"]
+        same = abs(tests[0] - tests[1]) <= 1e-5 * max(1.0, abs(tests[1]))
+        table.add_row("", "test metric (must match)", f"{tests[0]:.4f}", f"{tests[1]:.4f}",
+                      "equal" if same else "[red]DIFFER[/]", end_section=True)
     start = report["start"]
     _row(table, "process start", "1-epoch diabetes run", start["one_epoch_run"], "start")
     table.add_row("", "lossbench --help | import torch", _seconds(start["help"]),
@@ -511,7 +514,7 @@ def main(argv: list[str] | None = None) -> None:
                 "multiseed": bench_multiseed(s, args.sweep_runs, args.sweep_repeats, scratch),
             }
         report["start"] = bench_start(
-            args.start_repeats, scratch, settings_for("regression", 1, args.batch_size))
+            args.start_repeats, scratch, settings_for("regression", args.epochs, args.batch_size))
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     print_report(report)
