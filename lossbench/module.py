@@ -96,7 +96,7 @@ class LossbenchModule(pl.LightningModule):
 
     @torch.no_grad()
     def evaluate(self, split: str) -> dict[str, Tensor]:
-        """Task metrics on a whole split in one forward pass (small data fits in one batch)."""
+        """Task metrics on a whole split: forward in chunks of `eval_batch_size`, metrics once."""
         was_training = self.model.training
         self.model.eval()
         x, y = self.data.split(split)
