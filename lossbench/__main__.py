@@ -74,6 +74,9 @@ def job_seeds(cfg: DictConfig) -> list[int] | None:
 
 def run_job(cfg: DictConfig) -> list[dict[str, Any]]:
     """One run, or several seeds of the config trained at once (`seeds=`)."""
+    from lossbench.gc_tuning import freeze_imports
+
+    freeze_imports()
     from lossbench.run import run
 
     seeds = job_seeds(cfg)
@@ -120,8 +123,39 @@ def _report_in_one_line(func: Any) -> Any:
         sys.exit(2)
 
 
+def register_sweeper() -> None:
+    """Stand lossbench's sweeper in for Hydra's basic one (`hydra/sweeper=basic`, the default):
+    the same grid and options, each job's config composed once instead of twice. A config
+    that picks another sweeper (`+tune=...` picks Optuna) still gets it.
+
+    Hydra's plugin scan runs first: it re-runs the modules of Hydra's own plugins, storing
+    their configs again and redefining the classes this sweeper must subclass."""
+    from hydra.core.config_store import ConfigStore
+    from hydra.core.plugins import Plugins
+
+    plugins = Plugins.instance()
+    from hydra_plugins.lossbench_sweeper.compose_once import (
+        LossbenchSweeper,
+        LossbenchSweeperConf,
+    )
+
+    plugins.register(LossbenchSweeper)  # the scan misses it in an editable install
+    ConfigStore.instance().store(
+        group="hydra/sweeper", name="basic", node=LossbenchSweeperConf, provider="lossbench")
+
+
 def main() -> None:
+    from lossbench import gc_tuning
+
+    try:
+        _main()
+    finally:
+        gc_tuning.freeze_before_exit()
+
+
+def _main() -> None:
     register_resolvers()
+    register_sweeper()
     new_invocation_uid()
     if not full_error():
         problem = check_group_choices(sys.argv[1:])

@@ -51,7 +51,7 @@ def count_jobs(config: DictConfig) -> int | None:
     target = str(config.hydra.sweeper.get("_target_", ""))
     if "optuna" in target.lower():  # one job per trial
         return int(config.hydra.sweeper.n_trials)
-    if "BasicSweeper" not in target:
+    if not target.endswith(("BasicSweeper", "LossbenchSweeper")):  # its grid is Hydra's basic
         return None
     params = dict(config.hydra.sweeper.get("params") or {})
     for override in config.hydra.overrides.task:

@@ -15,7 +15,7 @@ CPU time is far less disturbed by other processes on a shared machine):
     vs `python scripts/bench.py --plain-sweep N ...`;
   - process start: a one-epoch run as a process (the CLI vs `--plain-sweep 1`), and
     `python -m lossbench --help` and `python -c "import torch"` for reference;
-  - N seeds at once (lossbench.multiseed, when it exists): `python -m lossbench seeds=N` vs
+  - N seeds at once (lossbench.multiseed): `python -m lossbench seeds=N` vs
     the plain sweep process, and `run_seeds(cfg, seeds)` vs N plain runs in this process.
 
 Usage:
@@ -46,6 +46,7 @@ from typing import Any
 
 # Issue "Fast as plain PyTorch": lossbench / plain for one run's training and a 10-run sweep.
 TARGETS = {"train": 1.25, "sweep": 1.3}
+MEASURES = ("runs", "sweep", "multiseed", "start")
 TASKS = {"multiclass": "ce", "regression": "mse"}  # task config -> lossbench loss config
 PLAIN_LOSSES = {"ce": "cross_entropy", "mse": "mse_loss"}  # -> torch.nn.functional name
 # Set by lightning_fabric on import; a plain PyTorch process does not have it (see plain_env).
@@ -294,8 +295,8 @@ def timed_process(argv: list[str]) -> Sample:
 
 
 def bench_sweep(s: Settings, runs: int, repeats: int, scratch: Path) -> dict[str, Any]:
-    """Whole-process time of N seeds: a lossbench multirun vs the plain loop's N runs (and,
-    when lossbench.multiseed exists, `python -m lossbench seeds=N`: the N seeds at once)."""
+    """Whole-process time of N seeds: a lossbench multirun vs the plain loop's N runs, and
+    `python -m lossbench seeds=N` (the N seeds trained at once)."""
     seeds = ",".join(str(i) for i in range(runs))
 
     def lossbench(rep: int) -> Sample:
@@ -307,11 +308,11 @@ def bench_sweep(s: Settings, runs: int, repeats: int, scratch: Path) -> dict[str
             return timed_process([sys.executable, __file__, "--plain-sweep", str(runs),
                                   "--settings", json.dumps(asdict(s))])
 
-    sides = {"lossbench": lossbench, "plain": plain}
-    ratios = wall_and_cpu("sweep")
-    if multiseed_available():
-        sides["seeds"] = lambda rep: timed_process(multiseed_argv(s, runs, scratch, rep))
-        ratios |= wall_and_cpu("seeds", "seeds")
+    def at_once(rep: int) -> Sample:
+        return timed_process(multiseed_argv(s, runs, scratch, rep))
+
+    sides = {"lossbench": lossbench, "plain": plain, "seeds": at_once}
+    ratios = wall_and_cpu("sweep") | wall_and_cpu("seeds", "seeds")
     return {"runs": runs, **summarise(interleaved(sides, repeats), ratios)}
 
 
@@ -333,17 +334,7 @@ def bench_start(repeats: int, scratch: Path, s: Settings) -> dict[str, Any]:
     return figures
 
 
-# --- multi-seed hook (wired by the lead): skipped while lossbench.multiseed does not exist ---
-
-
-def multiseed_available() -> bool:
-    try:
-        import lossbench.multiseed  # noqa: F401
-    except ModuleNotFoundError as err:
-        if err.name != "lossbench.multiseed":
-            raise
-        return False
-    return True
+# --- several seeds at once ---------------------------------------------------------------------
 
 
 def multiseed_argv(s: Settings, runs: int, scratch: Path, rep: int) -> list[str]:
@@ -352,10 +343,8 @@ def multiseed_argv(s: Settings, runs: int, scratch: Path, rep: int) -> list[str]
     return [sys.executable, "-m", "lossbench", f"seeds={runs}", *s.overrides(where)]
 
 
-def bench_multiseed(s: Settings, runs: int, repeats: int, scratch: Path) -> dict[str, Any] | None:
+def bench_multiseed(s: Settings, runs: int, repeats: int, scratch: Path) -> dict[str, Any]:
     """`lossbench.multiseed.run_seeds(cfg, seeds)` in this process vs N plain runs in turn."""
-    if not multiseed_available():
-        return None
     from lossbench.config import compose_config
     from lossbench.multiseed import run_seeds
 
@@ -430,27 +419,32 @@ def print_report(report: dict[str, Any]) -> None:
         left = column in ("case", "measure")
         table.add_column(column, justify="left" if left else "right", no_wrap=True)
     for case in report["cases"].values():
-        s, runs, sweep = case["settings"], case["runs"], case["sweep"]
-        name = f"{s['dataset']} {s['loss']}\n{s['epochs']} epochs\nbatch {s['batch_size']}"
-        _row(table, name, "one run: run() | plain_run", runs, "run")
-        _row(table, "", "training: Trainer.fit | loop", runs, "train",
-             ("train_s", "train_cpu_s"), TARGETS["train"])
-        _row(table, "", f"sweep: -m seed=0..{sweep['runs'] - 1}, process", sweep, "sweep",
-             target=TARGETS["sweep"])
-        if "seeds" in sweep:
+        s, runs, sweep = case["settings"], case.get("runs"), case.get("sweep")
+        names = iter([f"{s['dataset']} {s['loss']}\n{s['epochs']} epochs\nbatch {s['batch_size']}"])
+        if runs:
+            _row(table, next(names, ""), "one run: run() | plain_run", runs, "run")
+            _row(table, "", "training: Trainer.fit | loop", runs, "train",
+                 ("train_s", "train_cpu_s"), TARGETS["train"])
+        if sweep:
+            _row(table, next(names, ""), f"sweep: -m seed=0..{sweep['runs'] - 1}, process",
+                 sweep, "sweep", target=TARGETS["sweep"])
             _row(table, "", f"sweep: seeds={sweep['runs']}, process", sweep, "seeds",
                  target=TARGETS["sweep"], side="seeds")
         if case.get("multiseed"):
             multi = case["multiseed"]
-            _row(table, "", f"run_seeds: {multi['runs']} seeds in-process", multi, "multiseed")
-        tests = runs["lossbench"]["test"], runs["plain"]["test"]
-        same = abs(tests[0] - tests[1]) <= 1e-5 * max(1.0, abs(tests[1]))
-        table.add_row("", "test metric (must match)", f"{tests[0]:.4f}", f"{tests[1]:.4f}",
-                      "equal" if same else "[red]DIFFER[/]", end_section=True)
-    start = report["start"]
-    _row(table, "process start", "1-epoch diabetes run", start["one_epoch_run"], "start")
-    table.add_row("", "lossbench --help | import torch", _seconds(start["help"]),
-                  _seconds(start["import_torch"]))
+            _row(table, next(names, ""), f"run_seeds: {multi['runs']} seeds in-process", multi,
+                 "multiseed")
+        if runs:
+            tests = runs["lossbench"]["test"], runs["plain"]["test"]
+            same = abs(tests[0] - tests[1]) <= 1e-5 * max(1.0, abs(tests[1]))
+            table.add_row("", "test metric (must match)", f"{tests[0]:.4f}", f"{tests[1]:.4f}",
+                          "equal" if same else "[red]DIFFER[/]")
+        table.add_section()
+    if "start" in report:
+        start = report["start"]
+        _row(table, "process start", "1-epoch diabetes run", start["one_epoch_run"], "start")
+        table.add_row("", "lossbench --help | import torch", _seconds(start["help"]),
+                      _seconds(start["import_torch"]))
     console = Console(width=None if sys.stdout.isatty() else 120)
     console.print(table)
     console.print(
@@ -460,8 +454,6 @@ def print_report(report: dict[str, Any]) -> None:
         f"repeats: runs {opts['repeats']}, sweeps {opts['sweep_repeats']}, "
         f"start {opts['start_repeats']}"
     )
-    if not any(case.get("multiseed") for case in report["cases"].values()):
-        console.print("multiseed: skipped (lossbench.multiseed not importable)", style="dim")
 
 
 # --- command line -----------------------------------------------------------------------------
@@ -478,6 +470,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--tasks", nargs="+", default=list(TASKS), choices=list(TASKS))
     parser.add_argument("--quick", action="store_true",
                         help="smoke run: 1 repeat, 2-seed sweeps, 1 process start each")
+    parser.add_argument("--only", nargs="+", choices=MEASURES, default=list(MEASURES),
+                        help="measure only these (default: all)")
     parser.add_argument("--json", type=Path, metavar="PATH", help="also write the figures here")
     parser.add_argument("--plain-sweep", type=int, metavar="N",
                         help="only run the plain loop for seeds 0..N-1 (the plain sweep)")
@@ -508,13 +502,18 @@ def main(argv: list[str] | None = None) -> None:
     try:
         for task in args.tasks:
             s = settings_for(task, args.epochs, args.batch_size)
-            report["cases"][task] = {
-                "settings": asdict(s), "runs": bench_runs(s, args.repeats, scratch),
-                "sweep": bench_sweep(s, args.sweep_runs, args.sweep_repeats, scratch),
-                "multiseed": bench_multiseed(s, args.sweep_runs, args.sweep_repeats, scratch),
-            }
-        report["start"] = bench_start(
-            args.start_repeats, scratch, settings_for("regression", args.epochs, args.batch_size))
+            case = report["cases"][task] = {"settings": asdict(s)}
+            if "runs" in args.only:
+                case["runs"] = bench_runs(s, args.repeats, scratch)
+            if "sweep" in args.only:
+                case["sweep"] = bench_sweep(s, args.sweep_runs, args.sweep_repeats, scratch)
+            if "multiseed" in args.only:
+                case["multiseed"] = bench_multiseed(
+                    s, args.sweep_runs, args.sweep_repeats, scratch)
+        if "start" in args.only:
+            report["start"] = bench_start(
+                args.start_repeats, scratch,
+                settings_for("regression", args.epochs, args.batch_size))
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     print_report(report)

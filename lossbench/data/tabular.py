@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -69,8 +70,10 @@ class TaskData:
         return x.cpu().numpy(), y.cpu().numpy()
 
 
+@functools.cache
 def load_arrays(dataset: str) -> tuple[np.ndarray, np.ndarray]:
-    """Features and targets of a bundled scikit-learn data set."""
+    """Features and targets of a bundled scikit-learn data set, parsed once per process (a
+    sweep's jobs share it) and read-only, so no caller can change another's copy."""
     from sklearn import datasets
 
     loaders = {
@@ -83,7 +86,9 @@ def load_arrays(dataset: str) -> tuple[np.ndarray, np.ndarray]:
     if dataset not in loaders:
         raise ValueError(f"unknown dataset '{dataset}' (choose from: {', '.join(loaders)})")
     x, y = loaders[dataset](return_X_y=True)
-    return x.astype(np.float32), y
+    x = x.astype(np.float32)
+    x.flags.writeable = y.flags.writeable = False
+    return x, y
 
 
 def split_indices(
