@@ -19,7 +19,8 @@ CPU time is far less disturbed by other processes on a shared machine):
     the plain sweep process, and `run_seeds(cfg, seeds)` vs N plain runs in this process.
 
 Usage:
-    python scripts/bench.py                    # 5 repeats, 10-run sweeps x3 (~7 min, 2 cores)
+    python scripts/bench.py                    # 5 repeats, 10-run sweeps x3 (~12 min, 2 cores)
+    python scripts/bench.py --only sweep       # one measure (runs, sweep, multiseed, start)
     python scripts/bench.py --quick            # smoke run
     python scripts/bench.py --json bench.json  # the figures as JSON too
     PYTHONPATH=/path/to/other/checkout python scripts/bench.py   # time another lossbench
