@@ -87,16 +87,22 @@ class LossbenchSweeper(BasicSweeper):
         hydra_context = replace(hydra_context, config_loader=self.compose_once)
         super().setup(hydra_context=hydra_context, task_function=task_function, config=config)
 
+    def in_process(self) -> bool:
+        """Whether the jobs run in this process (other launchers compose in their own)."""
+        return isinstance(self.launcher, BasicLauncher)
+
     def sweep(self, arguments: list[str]) -> Any:
-        if isinstance(self.launcher, BasicLauncher):
+        if self.in_process():
             from lossbench.gc_tuning import freeze_imports
 
-            # The jobs run in this process: import what they need before any job's config
-            # exists (see lossbench.gc_tuning). Other launchers' jobs run in other processes.
+            # Import what the jobs need before any job's config exists (see gc_tuning).
             freeze_imports()
         return super().sweep(arguments)
 
     def validate_batch_is_legal(self, batch: Sequence[Sequence[str]]) -> None:
+        if not self.in_process():
+            super().validate_batch_is_legal(batch)
+            return
         assert self.config is not None
         self.compose_once.kept.clear()  # a previous batch's leftovers are not wanted again
         for overrides in batch:
