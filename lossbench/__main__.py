@@ -27,6 +27,45 @@ def group_options(group: str) -> list[str]:
     return sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".yaml"))
 
 
+def known_keys(group: str) -> set[str]:
+    """Every key any option of a config group sets (e.g. task.data_path, set by image tasks)."""
+    import yaml
+
+    keys: set[str] = set()
+    folder = resources.files("lossbench.conf").joinpath(group)
+    for option in group_options(group):
+        node = yaml.safe_load(folder.joinpath(f"{option}.yaml").read_text()) or {}
+        keys.update(k for k in node if k != "defaults")
+    return keys
+
+
+# `+group.key=` appends a key the group's config lacks: fine where something reads it.
+OPEN_GROUPS = ("loss",)  # loss constructor arguments: checked against the loss itself
+
+
+def check_appended_keys(argv: list[str]) -> str | None:
+    """One line for a `+key=value` that nothing reads (it would be accepted and ignored)."""
+    import difflib
+
+    for arg in argv:
+        if not arg.startswith("+") or arg.startswith("++") or "=" not in arg:
+            continue
+        key = arg[1:].partition("=")[0]
+        group, _, leaf = key.partition(".")
+        if key in CONFIG_GROUPS or group == "hydra" or (leaf and group in OPEN_GROUPS):
+            continue
+        if leaf and group in CONFIG_GROUPS and leaf.partition(".")[0] in known_keys(group):
+            continue
+        candidates = [f"{g}.{k}" for g in ("task", "trainer", "model", "optimizer", "logger",
+                                           "perturb") for k in known_keys(g)]
+        close = difflib.get_close_matches(leaf or key, [c.partition(".")[2] for c in candidates])
+        hint = next((c for c in candidates if close and c.endswith(f".{close[0]}")), None)
+        known = f"; did you mean {hint}=...?" if hint else ""
+        return (f"unknown key '{key}' in '{arg}': nothing reads it{known} "
+                f"(+ appends only keys a config can take; see python -m lossbench --help)")
+    return None
+
+
 def check_group_choices(argv: list[str]) -> str | None:
     """One line for the first `group=option` naming no config file (Hydra prints a screenful)."""
     for arg in argv:
@@ -45,21 +84,20 @@ def check_group_choices(argv: list[str]) -> str | None:
 def hydra_entry(cfg: DictConfig) -> float:
     """One Hydra job: run it, print its summary, return the selection metric (for sweepers)."""
     from lossbench.console import print_run_summary
+    from lossbench.tasks import SELECTION
 
+    worst = float("inf") if SELECTION[cfg.task.kind][1] == "min" else float("-inf")
     values = []
     for results in run_job(cfg):
         _STATUSES.append(results)
         print_run_summary(results)
         best = (results.get("metrics") or {}).get("best") or {}
         metric = (results.get("selection") or {}).get("metric")
-        if metric and best.get(metric) is not None:
-            values.append(best[metric])
-    if values:
-        return sum(values) / len(values)
-    # A diverged or failed trial scores the worst possible value, so a study (Optuna) goes on.
-    from lossbench.tasks import SELECTION
-
-    return float("inf") if SELECTION[cfg.task.kind][1] == "min" else float("-inf")
+        # A diverged or failed trial scores the worst possible value, whatever epoch it blew
+        # up in (its best epoch before that is no result), so a study (Optuna) goes on.
+        ok = results.get("status") == "ok" and metric and best.get(metric) is not None
+        values.append(best[metric] if ok else worst)
+    return sum(values) / len(values) if values else worst
 
 
 def job_seeds(cfg: DictConfig) -> list[int] | None:
@@ -84,6 +122,10 @@ def run_job(cfg: DictConfig) -> list[dict[str, Any]]:
         return [run(cfg)]
     from lossbench.multiseed import run_seeds
 
+    if not seeds or len(set(seeds)) != len(seeds):
+        return [{"status": "failed", "reason": (
+            f"seeds must be a positive count (seeds=5) or a list of distinct seeds "
+            f"(seeds=[0,3,7]), got {cfg.get('seeds')!r}")}]
     try:
         return run_seeds(cfg, seeds)
     except ValueError as err:
@@ -123,6 +165,21 @@ def _report_in_one_line(func: Any) -> Any:
         sys.exit(2)
 
 
+def interrupted_line(current: dict[str, Any] | None, argv: list[str]) -> str:
+    """What Ctrl-C prints: how far the sweep got and the command that picks it up again."""
+    import shlex
+
+    if current is None:
+        return "lossbench: interrupted; this run wrote no results.json (run it again)"
+    from lossbench.sweep import finished_jobs
+
+    done = finished_jobs(current["dir"])
+    again = [a for a in argv if not a.startswith("resume=")] + ["resume=true"]
+    command = "python -m lossbench " + " ".join(shlex.quote(a) for a in again)
+    return (f"lossbench: interrupted after {done} of {current['total'] or '?'} jobs "
+            f"(results in {current['dir']}); resume with: {command}")
+
+
 def register_sweeper() -> None:
     """Stand lossbench's sweeper in for Hydra's basic one (`hydra/sweeper=basic`, the default):
     the same grid and options, each job's config composed once instead of twice. A config
@@ -158,15 +215,20 @@ def _main() -> None:
     register_sweeper()
     new_invocation_uid()
     if not full_error():
-        problem = check_group_choices(sys.argv[1:])
+        problem = check_group_choices(sys.argv[1:]) or check_appended_keys(sys.argv[1:])
         if problem:
             print(f"lossbench: error: {problem}", file=sys.stderr)
             sys.exit(2)
         import hydra._internal.utils as hydra_utils
 
         hydra_utils.run_and_report = _report_in_one_line
-    hydra_entry()
     from lossbench import sweep
+
+    try:
+        hydra_entry()
+    except KeyboardInterrupt:
+        print(interrupted_line(sweep.CURRENT_SWEEP, sys.argv[1:]), file=sys.stderr)
+        sys.exit(130)
 
     if sweep.LAST_SWEEP is not None:
         bad = sweep.LAST_SWEEP["failed"] + sweep.LAST_SWEEP["missing"]

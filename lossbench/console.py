@@ -41,5 +41,5 @@ def print_run_summary(results: dict[str, Any]) -> None:
     for name, figures in (results.get("baselines") or {}).items():
         console.print(f"  baseline {name}: {_figures(figures)}", style="dim")
     if results["status"] == "diverged":
-        console.print(f"  [yellow]diverged[/]: {results.get('reason')}")
+        console.print(f"  [yellow]{results.get('reason')}[/]")
     console.print(f"  results: {Path(results['output_dir']) / 'results.json'}")

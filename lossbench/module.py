@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable
 from typing import Any
 
@@ -11,6 +10,7 @@ import torch
 from torch import Tensor, nn
 
 from lossbench.data.tabular import TaskData
+from lossbench.divergence import DivergenceRule, trivial_val_error
 from lossbench.tasks import SELECTION, compute_metrics, is_better, squeeze_head
 
 
@@ -49,6 +49,7 @@ class LossbenchModule(pl.LightningModule):
 
     def __init__(
         self, model: nn.Module, loss: nn.Module, data: TaskData, optimizer: dict[str, Any],
+        divergence: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
         self.model, self.loss, self.data, self.optimizer_cfg = model, loss, data, optimizer
@@ -66,6 +67,10 @@ class LossbenchModule(pl.LightningModule):
         self.history: list[dict[str, float]] = []
         self.best: dict[str, Any] = {"epoch": None, "value": None, "state": None}
         self.diverged_epoch: int | None = None
+        self.divergence: dict[str, Any] | None = None  # the rule that fired, and its epoch
+        self.rule = DivergenceRule.from_config(divergence)
+        self.trivial_error = trivial_val_error(data)
+        self.first_loss: float | None = None  # the first epoch's mean training loss
         self._loss_sum: Tensor | None = None
         self._steps = 0
 
@@ -140,20 +145,31 @@ class LossbenchModule(pl.LightningModule):
         if diagnostics is not None:  # e.g. the fraction of active triplets, mean embedding norm
             metrics.update({f"train/{k}": v for k, v in diagnostics().items()})
         names = ["train/loss", *metrics]
+        trivial = self.trivial_error if self.trivial_error is not None else finite
         # One host sync per epoch: every number this epoch needs, read together.
-        values = torch.stack(
-            [train_loss.float(), *(v.float() for v in metrics.values()), finite.float()]
-        ).tolist()
-        row = dict(zip(names, values[:-1], strict=True))
+        values = torch.stack([
+            train_loss.float(), *(v.float() for v in metrics.values()), finite.float(),
+            trivial.float(),
+        ]).tolist()
+        *values, is_finite, trivial_value = values
+        row = dict(zip(names, values, strict=True))
         self._loss_sum, self._steps = None, 0
         epoch = self.current_epoch
-        if values[-1] < 1 or not math.isfinite(row["train/loss"]):
+        value = row[f"val/{self.selection}"]
+        error = value if SELECTION[self.data.kind][1] == "min" else None
+        fired = self.rule.check(
+            row["train/loss"], self.first_loss, is_finite >= 1, error,
+            trivial_value if self.trivial_error is not None else None,
+        )
+        if fired is not None:
             self.diverged_epoch = epoch
+            self.divergence = {**fired, "epoch": epoch}
             self.trainer.should_stop = True
             return
+        if self.first_loss is None:
+            self.first_loss = row["train/loss"]
         self.history.append({"epoch": epoch, **row})
         if self.logger is not None:  # straight to the logger: self.log costs ms per call
             self.logger.log_metrics({**row, "epoch": epoch}, step=epoch)
-        value = row[f"val/{self.selection}"]
         if is_better(self.data.kind, value, self.best["value"]):
             self.best = {"epoch": epoch, "value": value, "state": copied_state(self.model)}

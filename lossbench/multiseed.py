@@ -28,7 +28,6 @@ folder, or `<out_root>/runs/<time>_<task>-<loss>-seeds<...>`. Only tabular tasks
 from __future__ import annotations
 
 import copy
-import math
 import os
 import platform
 import time
@@ -46,6 +45,8 @@ from torch.func import functional_call, vmap
 from lossbench.data.batches import TensorBatches
 from lossbench.data.loading import load_data
 from lossbench.data.tabular import TaskData
+from lossbench.divergence import DivergenceRule, trivial_val_error
+from lossbench.divergence import reason as divergence_reason
 from lossbench.environment import (
     git_commit,
     hydra_runtime,
@@ -57,7 +58,13 @@ from lossbench.environment import (
 from lossbench.loss_config import loss_from_config
 from lossbench.module import build_optimizer
 from lossbench.results import config_hash, find_complete, write_results
-from lossbench.run import build_trainer, finish_stray_wandb, one_line_reason, wandb_summary
+from lossbench.run import (
+    build_trainer,
+    finish_stray_wandb,
+    fit,
+    one_line_reason,
+    wandb_summary,
+)
 from lossbench.tasks import SELECTION, compute_metrics, head_size, is_better, squeeze_head
 from lossbench.validation import ConfigError, validate_config
 
@@ -85,7 +92,7 @@ def run_seeds(cfg: Any, seeds: Sequence[int]) -> list[dict[str, Any]]:
     start = time.perf_counter()
     seeds = [int(s) for s in seeds]
     if not seeds or len(set(seeds)) != len(seeds):
-        raise ValueError(f"run_seeds needs distinct seeds, got {seeds}")
+        raise ValueError(f"seeds must be distinct and at least one, got {seeds}")
     base = to_plain(cfg)
     _check_supported(base)
     runtime = hydra_runtime()
@@ -114,8 +121,8 @@ def _check_supported(config: dict[str, Any]) -> None:
     kind = config["task"].get("kind")
     if kind not in SUPPORTED_KINDS or config["task"].get("source") == "torchvision":
         raise ValueError(
-            f"run_seeds supports tabular tasks ({', '.join(SUPPORTED_KINDS)}), "
-            f"not task '{config['task'].get('name')}'; use lossbench.run.run per seed"
+            f"seeds= trains tabular tasks ({', '.join(SUPPORTED_KINDS)}) together, "
+            f"not task '{config['task'].get('name')}'; sweep seed=0,1,2 instead"
         )
 
 
@@ -258,12 +265,13 @@ def _train(pending: list[SeedRun], runtime: dict[str, Any] | None) -> None:
         extras.baselines(d, m) if extras.baselines else {}
         for d, m in zip(datas, models, strict=True)
     ]
-    module = SeedStackModule(models, losses, datas, config["optimizer"])
+    module = SeedStackModule(
+        models, losses, datas, config["optimizer"], divergence=config.get("divergence"))
     batches = SeedBatches([
         TensorBatches(d.x_train, d.y_train, int(config["batch_size"]), seed=r.seed)
         for r, d in zip(pending, datas, strict=True)
     ])
-    trainer.fit(module, train_dataloaders=batches)
+    fit(trainer, module, batches)
     common = {"device": str(device), "threads": threads, "data_path": "device"}
     for k, (r, data) in enumerate(zip(pending, datas, strict=True)):
         r.results.update(_seed_results(module, k, data, baselines[k]), **common)
@@ -276,11 +284,13 @@ def _seed_results(
     """Seed k's training keys of the results, in the order `run` writes them."""
     metric, mode = SELECTION[data.kind]
     diverged = module.diverged_epoch[k]
+    divergence = module.divergence[k]
     return {
         "status": "diverged" if diverged is not None else "ok",
-        "reason": f"loss or weights became NaN/inf in epoch {diverged}"
-        if diverged is not None else None,
+        "reason": divergence_reason(divergence) if divergence is not None else None,
+        "divergence": divergence,
         "selection": {"metric": f"val/{metric}", "mode": mode},
+        "data": getattr(data, "info", None) or {"source": "bundled", "dataset": data.dataset},
         "perturb": data.perturb,
         "metrics": {},
         "baselines": baselines,
@@ -381,7 +391,7 @@ class SeedStackModule(pl.LightningModule):
 
     def __init__(
         self, models: list[nn.Module], losses: list[nn.Module], datas: list[TaskData],
-        optimizer: dict[str, Any],
+        optimizer: dict[str, Any], divergence: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
         self.k, self.kind, self.datas = len(models), datas[0].kind, datas
@@ -404,6 +414,11 @@ class SeedStackModule(pl.LightningModule):
         self.best: list[dict[str, Any]] = [
             {"epoch": None, "value": None, "state": None} for _ in models]
         self.diverged_epoch: list[int | None] = [None] * self.k
+        self.divergence: list[dict[str, Any] | None] = [None] * self.k
+        self.rule = DivergenceRule.from_config(divergence)
+        trivial = [trivial_val_error(d) for d in datas]
+        self.trivial_error = None if trivial[0] is None else torch.stack(trivial)
+        self.first_loss: list[float | None] = [None] * self.k  # first epoch's training loss
         self._alive = torch.ones(self.k, dtype=torch.bool)
         self.optimizer: torch.optim.Optimizer | None = None
         self._inputs: dict[str, Tensor] = {}  # each split's inputs stacked (K, N, F), once
@@ -496,22 +511,34 @@ class SeedStackModule(pl.LightningModule):
         train_loss = self._loss_sum / max(self._steps, 1)
         finite = torch.stack([w.isfinite().flatten(1).all(1) for w in self.weights]).all(0)
         names = ["train/loss", *metrics[0]]
+        trivial = self.trivial_error if self.trivial_error is not None else finite
         columns = [train_loss.float(), *(
             torch.stack([m[n] for m in metrics]).float() for n in metrics[0])]
-        table = torch.stack([*columns, finite.float()], dim=1).tolist()  # (K, M + 2)
+        table = torch.stack([*columns, finite.float(), trivial.float()], dim=1).tolist()
         self._loss_sum, self._steps = None, 0
         for k, values in enumerate(table):
             if self.diverged_epoch[k] is None:
-                self._record(k, epoch, dict(zip(names, values[:-1], strict=True)), values[-1])
+                *row, is_finite, trivial_value = values
+                self._record(
+                    k, epoch, dict(zip(names, row, strict=True)), is_finite >= 1,
+                    trivial_value if self.trivial_error is not None else None,
+                )
         return not bool(self._alive.any())
 
-    def _record(self, k: int, epoch: int, row: dict[str, float], finite: float) -> None:
-        if finite < 1 or not math.isfinite(row["train/loss"]):
+    def _record(
+        self, k: int, epoch: int, row: dict[str, float], finite: bool, trivial: float | None,
+    ) -> None:
+        value = row[f"val/{self.selection}"]
+        error = value if SELECTION[self.kind][1] == "min" else None
+        fired = self.rule.check(row["train/loss"], self.first_loss[k], finite, error, trivial)
+        if fired is not None:
             self.diverged_epoch[k] = epoch
+            self.divergence[k] = {**fired, "epoch": epoch}
             self._freeze(k)
             return
+        if self.first_loss[k] is None:
+            self.first_loss[k] = row["train/loss"]
         self.history[k].append({"epoch": epoch, **row})
-        value = row[f"val/{self.selection}"]
         if is_better(self.kind, value, self.best[k]["value"]):
             weights = zip(self.names, self.weights, strict=True)
             state = {n: w[k].detach().clone() for n, w in weights}

@@ -15,7 +15,8 @@ SCHEMA = 1
 COMPLETE = ("ok", "diverged")
 # Config keys that say where or how a run is recorded, not what it computes.
 VOLATILE_KEYS = (
-    "output_dir", "out_root", "resume", "logger", "threads", "tags", "trainer.progress_bar",
+    "output_dir", "out_root", "resume", "retries", "logger", "threads", "tags",
+    "trainer.progress_bar",
 )
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from lossbench.data.loading import keep_on_device, load_data, streaming_loader
+from lossbench.divergence import reason as divergence_reason
 from lossbench.environment import (
     git_commit,
     hydra_runtime,
@@ -118,7 +119,7 @@ def run(cfg: Any) -> dict[str, Any]:
                 raise
             results.update(status="skipped", reason=str(err))
             return save(out_dir, results, start)
-        trained, logger = _train(config, runtime, out_dir)
+        trained, logger = _train_with_retries(config, runtime, out_dir, results)
         results.update(trained)
     except Exception as err:
         if os.environ.get("HYDRA_FULL_ERROR") == "1":
@@ -132,6 +133,29 @@ def run(cfg: Any) -> dict[str, Any]:
 
     close_logger(logger, wandb_summary(results))
     return results
+
+
+def _train_with_retries(
+    config: dict[str, Any], runtime: dict[str, Any] | None, out_dir: Path,
+    results: dict[str, Any],
+) -> tuple[dict[str, Any], Any]:
+    """`_train`, run again after a failure up to `retries` times (a flaky file system, a
+    preempted device). Bad input is never retried, and a diverged run is a result, not a
+    failure. results["attempts"] records how many tries it took; the last error is raised."""
+    tries = int(config.get("retries") or 0) + 1
+    for attempt in range(1, tries + 1):
+        results["attempts"] = attempt
+        try:
+            return _train(config, runtime, out_dir)
+        except ConfigError:
+            raise
+        except Exception as err:
+            if attempt == tries or os.environ.get("HYDRA_FULL_ERROR") == "1":
+                raise
+            finish_stray_wandb()
+            log.warning("attempt %d of %d failed (%s); trying again", attempt, tries,
+                        one_line_reason(err))
+    raise AssertionError("unreachable")
 
 
 def finish_stray_wandb() -> None:
@@ -186,6 +210,17 @@ def build_trainer(
     return trainer
 
 
+def fit(trainer: Any, module: Any, batches: Any) -> None:
+    """`trainer.fit`, with Ctrl-C kept a KeyboardInterrupt: Lightning turns it into exit(1)
+    after its own shutdown, which would end a sweep with no word on how far it got."""
+    try:
+        trainer.fit(module, train_dataloaders=batches)
+    except SystemExit:
+        if trainer.interrupted:
+            raise KeyboardInterrupt from None
+        raise
+
+
 def best_and_last(module: Any, last_epoch: int) -> dict[str, Any]:
     """Test (and val) metrics of the last weights and of the best-validation weights."""
     metrics: dict[str, Any] = {}
@@ -233,7 +268,8 @@ def _train(
     model = build_model(config["model"], data, outputs)
     if config.get("compile"):
         model = torch.compile(model)
-    module = LossbenchModule(model, loss_fn, data, config["optimizer"])
+    module = LossbenchModule(
+        model, loss_fn, data, config["optimizer"], divergence=config.get("divergence"))
     module.gradient_clip_val = config["trainer"].get("gradient_clip_val")
     if config["task"].get("augment"):
         from lossbench.data.vision import augment_cifar
@@ -243,8 +279,8 @@ def _train(
     # Baselines see the untrained network (the embedding task scores it).
     baselines = extras.baselines(data, module) if extras.baselines else {}
     batch_size = int(config["batch_size"])
+    order = extras.batch_order(data, batch_size) if extras.batch_order else None
     if on_device:
-        order = extras.batch_order(data, batch_size) if extras.batch_order else None
         batches = TensorBatches(
             data.x_train, data.y_train, batch_size, seed=seed, order=order,
             rank=trainer.global_rank, world_size=trainer.world_size,
@@ -252,16 +288,17 @@ def _train(
         if trainer.world_size == 1:  # DDP needs one forward per backward: batch by batch
             module.epoch_batches, batches = batches, OncePerEpoch()
     else:
-        batches = streaming_loader(data, batch_size, seed, device)
-    trainer.fit(module, train_dataloaders=batches)
+        batches = streaming_loader(data, batch_size, seed, device, order)
+    fit(trainer, module, batches)
 
     metric, mode = SELECTION[kind]
-    diverged = module.diverged_epoch is not None
+    diverged = module.divergence is not None
     return {
         "status": "diverged" if diverged else "ok",
-        "reason": f"loss or weights became NaN/inf in epoch {module.diverged_epoch}"
-        if diverged else None,
+        "reason": divergence_reason(module.divergence) if diverged else None,
+        "divergence": module.divergence,
         "selection": {"metric": f"val/{metric}", "mode": mode},
+        "data": getattr(data, "info", None) or {"source": "bundled", "dataset": data.dataset},
         "perturb": data.perturb,
         "metrics": best_and_last(module, trainer.current_epoch - 1),
         "baselines": baselines,

@@ -17,6 +17,8 @@ UID_ENV = "LOSSBENCH_SWEEP_UID"
 TOTAL_ENV = "LOSSBENCH_SWEEP_TOTAL"
 # Set by on_multirun_end in the launching process; __main__ turns it into the exit code.
 LAST_SWEEP: dict[str, Any] | None = None
+# The sweep under way in this process (folder, job count): what Ctrl-C reports.
+CURRENT_SWEEP: dict[str, Any] | None = None
 
 
 def new_invocation_uid() -> str:
@@ -66,11 +68,17 @@ class SweepProgress(Callback):
     """Prints `[k/N] task loss seed: status metric` as jobs finish, and a summary at the end."""
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        global CURRENT_SWEEP
         total = count_jobs(config)
         os.environ[TOTAL_ENV] = str(total or "?")
+        CURRENT_SWEEP = {"dir": str(config.hydra.sweep.dir), "total": total}
         # submitit's jobs print into their own log files: their lines are printed at the end.
         launcher = str(config.hydra.launcher.get("_target_", ""))
         self.replay = "submitit" in launcher.lower()
+        # An Optuna study: its trial lines show the parameters drawn and the score returned.
+        sweeper = str(config.hydra.sweeper.get("_target_", ""))
+        self.tuned = list(config.hydra.sweeper.get("params") or {}) if "optuna" in \
+            sweeper.lower() else []
 
     def on_job_end(self, config: DictConfig, job_return: Any, **kwargs: Any) -> None:
         from hydra.core.hydra_config import HydraConfig
@@ -79,7 +87,7 @@ class SweepProgress(Callback):
             return
         hc = HydraConfig.get()
         sweep_dir = Path(hc.sweep.dir)
-        done = count_finished(sweep_dir)
+        done = count_finished(sweep_dir, hc.job.num)
         total = os.environ.get(TOTAL_ENV, "?")
         from lossbench.results import read_results
 
@@ -88,8 +96,13 @@ class SweepProgress(Callback):
         paths = [job_dir / RESULTS_NAME] if (job_dir / RESULTS_NAME).exists() else sorted(
             job_dir.glob(f"*/{RESULTS_NAME}")
         )
-        for path in paths or [job_dir / RESULTS_NAME]:
-            print(progress_line(read_results(path), done, total), flush=True)
+        tuned = getattr(self, "tuned", [])
+        params = [o for o in hc.overrides.task if o.partition("=")[0].lstrip("+") in tuned]
+        for results in [read_results(p) for p in paths or [job_dir / RESULTS_NAME]]:
+            if tuned:
+                print(trial_line(results, done, total, params), flush=True)
+            elif results is None or results.get("status") != "skipped":  # summed up at the end
+                print(progress_line(results, done, total), flush=True)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         global LAST_SWEEP
@@ -104,13 +117,46 @@ class SweepProgress(Callback):
         LAST_SWEEP = {"dir": str(sweep_dir), "missing": max(missing, 0), **counts}
         if getattr(self, "replay", False):
             for done, (_, data) in enumerate(sorted(iter_results(sweep_dir), key=_job_order), 1):
-                print(progress_line(data, done, total))
-        parts = ", ".join(f"{n} {s}" for s, n in counts.items() if n)
-        if missing > 0:
-            parts += f", {missing} without results"
-        runs = f", {len(statuses)} runs" if len(statuses) != len(jobs) else ""
-        print(f"sweep done: {len(jobs)} of {total} jobs{runs} ({parts or 'none'}) in {sweep_dir}")
+                if data.get("status") != "skipped":
+                    print(progress_line(data, done, total))
+        print(closing_line([data for _, data in found], len(jobs), total, missing, sweep_dir))
+        skipped = skipped_line([data for _, data in found])
+        if skipped:
+            print(skipped)
         print(f"report: python -m lossbench.report {sweep_dir}", flush=True)
+
+
+def closing_line(
+    found: list[dict[str, Any]], jobs: int, total: str, missing: int, sweep_dir: Path,
+) -> str:
+    """`sweep done: 8 of 8 jobs (5 ran: 4 ok, 1 diverged; 2 resumed; 1 failed) in <dir>`."""
+    resumed = [r for r in found if r.get("resumed_from")]
+    ran = [r for r in found if not r.get("resumed_from") and r.get("status") in (
+        "ok", "diverged", "failed")]
+    def tally(runs: list[dict[str, Any]]) -> str:
+        statuses = [r.get("status") for r in runs]
+        return ", ".join(f"{statuses.count(s)} {s}" for s in ("ok", "diverged", "failed")
+                         if statuses.count(s))
+    parts = [f"{len(ran)} ran" + (f": {tally(ran)}" if ran else "")]
+    if resumed:
+        parts.append(f"{len(resumed)} resumed: {tally(resumed)}")
+    skipped = sum(r.get("status") == "skipped" for r in found)
+    if skipped:
+        parts.append(f"{skipped} skipped")
+    if missing > 0:
+        parts.append(f"{missing} without results")
+    runs = f", {len(found)} runs" if len(found) != jobs else ""
+    return f"sweep done: {jobs} of {total} jobs{runs} ({'; '.join(parts)}) in {sweep_dir}"
+
+
+def skipped_line(found: list[dict[str, Any]]) -> str | None:
+    """One line for every skipped pair: how many, and why (a loss that does not fit a task)."""
+    skipped = [r for r in found if r.get("status") == "skipped"]
+    if not skipped:
+        return None
+    tasks = sorted({str(r.get("task")) for r in skipped})
+    return (f"skipped {len(skipped)} task x loss pairs whose loss does not fit the task "
+            f"(tasks: {', '.join(tasks)}); python -m lossbench.catalog shows which fit")
 
 
 def _job_order(item: tuple[Path, dict[str, Any]]) -> tuple[int, str]:
@@ -119,17 +165,58 @@ def _job_order(item: tuple[Path, dict[str, Any]]) -> tuple[int, str]:
     return (int(job) if job.isdigit() else 1 << 30, str(item[0]))
 
 
-def count_finished(sweep_dir: Path) -> int:
-    """This job's place in the finishing order: jobs of a parallel launcher finish together, so
-    the count is an append to a shared file under an exclusive lock, not a glance at the disk."""
+def count_finished(sweep_dir: Path, job: Any) -> int:
+    """This job's place in the finishing order of this invocation.
+
+    Jobs of a parallel launcher finish together, so the count is an append to a shared file
+    under an exclusive lock, not a glance at the disk. Each line names the invocation and the
+    job: a resumed or re-run sweep in the same folder counts its own jobs only, and a job that
+    ends twice counts once, so k never passes N."""
     import fcntl
 
     with open(sweep_dir / ".finished", "a+") as f:
         fcntl.flock(f, fcntl.LOCK_EX)
-        f.write(f"{os.getpid()}\n")
+        f.write(f"{_uid()} {job}\n")
         f.flush()
         f.seek(0)
-        return sum(1 for _ in f)
+        mine = {line.split()[1] for line in f if line.startswith(f"{_uid()} ")}
+        return len(mine)
+
+
+def finished_jobs(sweep_dir: Path) -> int:
+    """How many jobs of this invocation have finished so far (for an interrupted sweep)."""
+    try:
+        lines = (Path(sweep_dir) / ".finished").read_text().splitlines()
+    except OSError:
+        return 0
+    return len({line.split()[1] for line in lines if line.startswith(f"{_uid()} ")})
+
+
+def trial_line(
+    results: dict[str, Any] | None, done: int, total: str, params: list[str],
+) -> str:
+    """`[3/20] regression huber optimizer.lr=0.01 loss.delta=1.3: val/mae 44.1 (ok)`: the
+    validation score the trial returns to the study (the worst value unless it is ok)."""
+    if results is None:
+        return f"[{done}/{total}] trial ended without results"
+    drawn = " ".join(_short(p) for p in params)
+    head = f"[{done}/{total}] {results.get('task')} {results.get('loss')} {drawn}"
+    metric = (results.get("selection") or {}).get("metric", "")
+    best = (results.get("metrics") or {}).get("best") or {}
+    status = results.get("status")
+    if status == "ok" and metric in best:
+        return f"{head}: {metric} {best[metric]:.4g} (ok)"
+    why = f": {results.get('reason')}" if results.get("reason") else ""
+    return f"{head}: {metric or 'score'} worst ({status}{why})"
+
+
+def _short(override: str) -> str:
+    """`optimizer.lr=0.0307560375` as `optimizer.lr=0.03076`."""
+    key, _, value = override.partition("=")
+    try:
+        return f"{key}={float(value):.4g}"
+    except ValueError:
+        return override
 
 
 def progress_line(results: dict[str, Any] | None, done: int, total: str) -> str:

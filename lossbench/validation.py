@@ -24,6 +24,14 @@ RANGES: dict[str, Param] = {
     "threads": Param(0, low=0, kind="int"),
     "optimizer.lr": Param(1e-3, low=0.0, low_open=True),
     "optimizer.weight_decay": Param(0.0, low=0.0),
+    # momentum >= 1 (or a beta >= 1) only diverges; eps = 0 divides by zero
+    "optimizer.momentum": Param(0.9, low=0.0, high=1.0, high_open=True),
+    "optimizer.eps": Param(1e-8, low=0.0, low_open=True),
+    "optimizer.betas.0": Param(0.9, low=0.0, high=1.0, high_open=True),
+    "optimizer.betas.1": Param(0.999, low=0.0, high=1.0, high_open=True),
+    "divergence.loss_factor": Param(1000.0, low=1.0, low_open=True, allow_none=True),
+    "divergence.metric_factor": Param(5.0, low=1.0, low_open=True, allow_none=True),
+    "retries": Param(0, low=0, kind="int"),
     "trainer.max_epochs": Param(1, low=1, kind="int"),
     "model.dropout": Param(0.0, low=0.0, high=1.0, high_open=True),
     "task.input_scale": Param(1.0, low=0.0, low_open=True),
@@ -34,11 +42,15 @@ RANGES: dict[str, Param] = {
 
 
 def _get(cfg: dict[str, Any], dotted: str) -> Any:
+    """The value at a dotted key (`optimizer.betas.0` indexes a list); None when absent."""
     node: Any = cfg
     for key in dotted.split("."):
-        if not isinstance(node, dict) or key not in node:
+        if isinstance(node, list) and key.isdigit() and int(key) < len(node):
+            node = node[int(key)]
+        elif isinstance(node, dict) and key in node:
+            node = node[key]
+        else:
             return None
-        node = node[key]
     return node
 
 
@@ -81,6 +93,9 @@ def validate_config(cfg: dict[str, Any]) -> None:
                 param.check(key, value)
             except ValueError as err:
                 raise ConfigError(str(err)) from None
+    betas = _get(cfg, "optimizer.betas")
+    if betas is not None and (not isinstance(betas, list) or len(betas) != 2):
+        raise ConfigError(f"optimizer.betas must be a list of two numbers in [0, 1), got {betas!r}")
     hidden = _get(cfg, "model.hidden_dims")
     if hidden is not None and (
         not isinstance(hidden, list)

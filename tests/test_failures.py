@@ -144,7 +144,12 @@ def test_resume_skips_finished_jobs_and_runs_the_rest(killed_sweep) -> None:
     before = {r["seed"]: r for r in results_under(folder)}
     proc = cli(*resume_sweep(folder), "resume=true")
     assert proc.returncode == 0, proc.stderr
-    assert "sweep done: 6 of 6 jobs (6 ok)" in proc.stdout
+    n = len(before)
+    done = f"sweep done: 6 of 6 jobs ({6 - n} ran: {6 - n} ok; {n} resumed: {n} ok)"
+    assert done in proc.stdout
+    # The re-run counts its own jobs: [1/6] .. [6/6], never past the total.
+    counts = [int(k) for k in re.findall(r"^\[(\d+)/6\] ", proc.stdout, flags=re.M)]
+    assert sorted(counts) == list(range(1, 7)), proc.stdout
     after = {r["seed"]: r for r in results_under(folder)}
     assert sorted(after) == list(range(6))
     for seed, results in after.items():

@@ -163,7 +163,7 @@ def test_seeds_option_in_a_cli_sweep(tmp_path: Path) -> None:
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
     )
     assert proc.returncode == 0, proc.stderr
-    assert "sweep done: 2 of 2 jobs, 4 runs (4 ok)" in proc.stdout
+    assert "sweep done: 2 of 2 jobs, 4 runs (4 ran: 4 ok)" in proc.stdout
     found = [read_results(p) for p in sorted((tmp_path / "outputs").rglob(RESULTS_NAME))]
     assert sorted((r["loss"], r["seed"]) for r in found) == [
         ("ce", 0), ("ce", 1), ("mae", 0), ("mae", 1)

@@ -55,7 +55,7 @@ def test_launcher_runs_the_sweep_to_completion(sweeps, launcher: str) -> None:
     proc = sweeps[launcher]
     assert proc.returncode == 0, proc.stderr
     n = SEEDS[launcher]
-    assert f"sweep done: {n} of {n} jobs ({n} ok)" in proc.stdout
+    assert f"sweep done: {n} of {n} jobs ({n} ran: {n} ok)" in proc.stdout
     results = job_results(proc)
     assert [r["status"] for r in results] == ["ok"] * n
     assert sorted(r["seed"] for r in results) == list(range(n))

@@ -116,7 +116,7 @@ print(frozen, gc.collect())
 def test_the_cli_sweeps_with_the_lossbench_sweeper_by_default(cli) -> None:
     proc = cli("-m", "seed=0,1", "logger=none", "trainer.max_epochs=1")
     assert proc.returncode == 0, proc.stderr
-    assert "sweep done: 2 of 2 jobs (2 ok)" in proc.stdout
+    assert "sweep done: 2 of 2 jobs (2 ran: 2 ok)" in proc.stdout
     (multirun,) = Path(proc.cwd).rglob("multirun.yaml")
     sweeper = OmegaConf.load(multirun).hydra.sweeper
     assert sweeper._target_.endswith("compose_once.LossbenchSweeper")

@@ -197,7 +197,7 @@ def test_missing_mnist_files_one_line(tmp_path: Path, name: str, folder: str) ->
     assert msg.startswith(f"{name}: expected ")
     assert all(f in msg for f in MNIST_FILES)
     assert str(tmp_path / folder / "raw") in msg
-    assert "download=true" in msg
+    assert "task.download=true" in msg
     assert info.value.__suppress_context__
 
 

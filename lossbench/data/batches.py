@@ -35,7 +35,8 @@ class TensorBatches:
         full, rest = divmod(self._n_samples, self.batch_size)
         return full + (0 if self.drop_last or rest == 0 else 1)
 
-    def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
+    def batch_indices(self) -> Iterator[Tensor]:
+        """This epoch's batches as index tensors on the data's device (one draw per epoch)."""
         index = self.order(self.generator)
         if self.world_size > 1:
             share = len(index) // self.world_size
@@ -43,8 +44,28 @@ class TensorBatches:
         index = index.to(self.x.device, non_blocking=True)
         stop = len(index) - (len(index) % self.batch_size if self.drop_last else 0)
         for start in range(0, stop, self.batch_size):
-            batch = index[start : start + self.batch_size]
+            yield index[start : start + self.batch_size]
+
+    def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
+        for batch in self.batch_indices():
             yield self.x[batch], self.y[batch]
+
+
+class BatchIndexSampler:
+    """A DataLoader sampler drawing exactly the batches `TensorBatches` slices on the device
+    (same generator, same order function): streamed and on-device runs see one batch order,
+    so `task.data_path` changes speed, not results. It runs in the main process; workers only
+    slice the tensors it names."""
+
+    def __init__(self, batches: TensorBatches) -> None:
+        self.batches = batches
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __iter__(self) -> Iterator[list[int]]:
+        for batch in self.batches.batch_indices():
+            yield batch.tolist()
 
 
 class OncePerEpoch:

@@ -45,16 +45,17 @@ def keep_on_device(choice: str, data: Any, device: Any) -> bool:
     return fits_on_device(data.nbytes(), device)
 
 
-def streaming_loader(data: Any, batch_size: int, seed: int, device: Any):
-    """A DataLoader with workers, pinned memory and persistent workers, for data that won't fit."""
-    import torch
-    from torch.utils.data import BatchSampler, DataLoader, RandomSampler, TensorDataset
+def streaming_loader(data: Any, batch_size: int, seed: int, device: Any, order: Any = None):
+    """A DataLoader with workers, pinned memory and persistent workers, for data that won't fit.
+
+    Its batches are the on-device path's (`BatchIndexSampler`), m-per-class ones included."""
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from lossbench.data.batches import BatchIndexSampler, TensorBatches
 
     # Whole batches are indexed at once (no per-sample collate): workers only slice tensors.
-    sampler = BatchSampler(
-        RandomSampler(data.x_train, generator=torch.Generator().manual_seed(seed)),
-        batch_size=batch_size, drop_last=False,
-    )
+    sampler = BatchIndexSampler(
+        TensorBatches(data.x_train, data.y_train, batch_size, seed=seed, order=order))
     workers = min(4, max(1, (os.cpu_count() or 1) - 1))
     return DataLoader(
         TensorDataset(data.x_train, data.y_train), sampler=sampler, batch_size=None,

@@ -98,13 +98,14 @@ def _not_found(
             f"{head} (download failed: {reason}); check network access or place the files there"
         )
     if len(missing) == len(files):
-        state = "none found; download=false"
+        state = "none found; task.download=false"
     elif missing:
-        state = f"missing {', '.join(missing)}; download=false"
+        state = f"missing {', '.join(missing)}; task.download=false"
     else:
-        state = f"files present but rejected by torchvision ({_one_line(str(err))}); download=false"
+        state = (f"files present but rejected by torchvision ({_one_line(str(err))}); "
+                 "task.download=false")
     return VisionDataNotFoundError(
-        f"{head} ({state}); run with download=true or place the files there"
+        f"{head} ({state}); run with task.download=true or place the files there"
     )
 
 
