@@ -1,4 +1,5 @@
-"""Compare lossbench runs from results.json files: leaderboard, paired tests, plots, table."""
+"""Compare lossbench runs from results.json files: per-problem leaderboards with all-pairs
+paired tests, cross-problem ranks and Bayesian comparisons per task kind, plots, index.html."""
 
 from __future__ import annotations
 
@@ -6,19 +7,43 @@ import argparse
 import json
 import math
 import os
-import re
 import sys
 from dataclasses import dataclass, field
+from itertools import combinations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from lossbench.stats import PAIRED_RULE, compare_to_best, t_interval
+from lossbench.report_format import (
+    fmt,
+    join_words,
+    kv_text,
+    md_table,
+    metric_words,
+    mode_words,
+    p_text,
+    separating_digits,
+)
+from lossbench.stats import ALPHA, MIN_PAIRS, holm, paired_difference, ranks, t_interval
 
 if TYPE_CHECKING:
     import pandas as pd
 
 PROG = "lossbench.report"
-NOT_SWEPT = {"seed", "loss", "task"}
+NOT_SWEPT = {"seed", "seeds", "loss", "task"}
+# Overrides whose effect the results file states itself (results["dataset"], ["perturb"]).
+PROBLEM_OVERRIDES = ("task.dataset", "perturb")
+PERTURB_COUNTS = {"n_train_before", "n_affected", "n_train_after"}
+# "No learning" baselines, one per task kind: the zero of the normalised score.
+TRIVIAL_BASELINES = ("mean_predictor", "prior", "untrained_network")
+BASELINE = "baseline:"
+PAIRED_RULE = (
+    "All pairs of losses are compared on the seeds where both ran ok: the mean difference "
+    "(first minus second; the first is the better ranked) with a seeded percentile bootstrap 95% "
+    "CI, and a two-sided Wilcoxon signed-rank test with Holm's correction over the pairs of one "
+    f"problem. A pair is *separated* when the Holm-adjusted p < {ALPHA}. With fewer than "
+    f"{MIN_PAIRS} shared seeds the Wilcoxon test cannot reach p < {ALPHA}, so such pairs are "
+    "never separated; a bootstrap CI that excludes 0 is then noted but is not evidence, since "
+    "a 3-seed bootstrap understates its own spread.")
 
 
 class ReportError(Exception):
@@ -27,18 +52,24 @@ class ReportError(Exception):
 
 @dataclass
 class Task:
-    """What the report needs to know about one task: how to rank and what was swept."""
+    """What the report needs to know about one task: how to rank and what a problem is."""
 
     name: str
+    kind: str
     selection: str | None  # test metric used for ranking, e.g. "test/mae"
     val_metric: str | None  # the validation metric named by results' selection
     mode: str
-    context: list[str] = field(default_factory=list)  # swept keys that define a comparison setting
+    context: list[str] = field(default_factory=list)  # columns that describe a problem
     variant: list[str] = field(default_factory=list)  # swept loss.* keys: variants of one loss
+    unfit: list[str] = field(default_factory=list)  # losses skipped as not fitting the task
 
     @property
     def swept(self) -> list[str]:
         return self.context + self.variant
+
+    @property
+    def sel(self) -> str:
+        return f"best/{self.selection}"
 
 
 def warn(message: str) -> None:
@@ -58,7 +89,11 @@ def find_results(folders: list[Path]) -> list[Path]:
 
 
 def load_runs(paths: list[Path]) -> list[dict[str, Any]]:
-    """Parse results files; unreadable or malformed ones are skipped with a warning."""
+    """Parse results files; unreadable or malformed ones are skipped with a warning.
+
+    Runs of losses that do not fit their task (status 'skipped') are kept: the cross-problem
+    summary lists them as unfit.
+    """
     runs = []
     for path in paths:
         try:
@@ -70,12 +105,10 @@ def load_runs(paths: list[Path]) -> list[dict[str, Any]]:
                 or not isinstance(data.get("metrics") or {}, dict)):
             warn(f"skipping {path}: not a lossbench results file")
             continue
-        if data["status"] == "skipped":  # a loss that does not fit the task (all_losses)
-            continue
         data["_path"], data["_mtime"] = str(path), path.stat().st_mtime
         runs.append(data)
-    if not runs:
-        raise ReportError(f"no readable results.json among {len(paths)} file(s)")
+    if not any(r["status"] != "skipped" for r in runs):
+        raise ReportError(f"no readable results.json of a run among {len(paths)} file(s)")
     return runs
 
 
@@ -98,15 +131,42 @@ def detect_swept(runs: list[dict[str, Any]]) -> list[str]:
     return [k for k in keys if any(len({o.get(k) for o in ovs}) > 1 for ovs in by_loss.values())]
 
 
+def perturb_params(run: dict[str, Any]) -> dict[str, Any]:
+    """The perturbation's name and settings as results.json records them, counts left out."""
+    pert = run.get("perturb") if isinstance(run.get("perturb"), dict) else {}
+    return {k: v for k, v in pert.items() if k not in PERTURB_COUNTS} or {"name": "none"}
+
+
+def problem_label(run: dict[str, Any], other: list[str]) -> str:
+    """'digits', 'digits, label noise rate=0.2 kind=symmetric', '..., optimizer.lr=0.3'."""
+    parts = [str(run.get("dataset") or "unknown data set")]
+    pert = perturb_params(run)
+    if pert.get("name", "none") != "none":
+        params = [f"{k}={fmt(v)}" for k, v in pert.items() if k != "name"]
+        parts.append(" ".join([str(pert["name"]).replace("_", " "), *params]))
+    parts += [f"{k}={run['_overrides'][k]}" for k in other if run["_overrides"].get(k) is not None]
+    return ", ".join(parts)
+
+
 def task_info(name: str, runs: list[dict[str, Any]]) -> Task:
-    """Selection metric/mode (first run that states one) and the swept keys of a task."""
+    """Selection metric/mode (first run that states one), problem columns and variants."""
     sel = next((r["selection"] for r in runs if isinstance(r.get("selection"), dict)), {})
     val = sel.get("metric")
     test = "test/" + val.split("/", 1)[-1] if val else None
-    swept = detect_swept(runs)
-    return Task(name, test, val, sel.get("mode", "min"),
-                [k for k in swept if not k.startswith("loss.")],
-                [k for k in swept if k.startswith("loss.")])
+    fit = [r for r in runs if r["status"] != "skipped"]
+    swept = detect_swept(fit)
+    other = [k for k in swept if not k.startswith(("loss.", *PROBLEM_OVERRIDES))]
+    perts = [perturb_params(r) for r in fit]
+    context = ["dataset"]
+    if any(p.get("name", "none") != "none" for p in perts):
+        context.append("perturb")
+        keys = dict.fromkeys(k for p in perts for k in p if k != "name")
+        context += [f"perturb.{k}" for k in keys if len({str(p.get(k)) for p in perts}) > 1]
+    unfit = sorted({str(r.get("loss")) for r in runs if r["status"] == "skipped"}
+                   - {str(r.get("loss")) for r in fit})
+    kind = str(next((r["kind"] for r in runs if r.get("kind")), name))
+    return Task(name, kind, test, val, sel.get("mode", "min"), context + other,
+                [k for k in swept if k.startswith("loss.")], unfit)
 
 
 def numeric_or_text(series: pd.Series) -> pd.Series:
@@ -119,24 +179,46 @@ def numeric_or_text(series: pd.Series) -> pd.Series:
         return series.astype(object)
 
 
+def entry_label(loss: str, variant: list[str], values: list[Any]) -> str:
+    """'focal' or 'focal (gamma=2)': one loss with its swept hyperparameters."""
+    names = [k.split(".", 1)[-1] for k in variant]
+    params = kv_text(names, values)
+    return f"{loss} ({params})" if params else loss
+
+
 def run_frames(runs: list[dict[str, Any]], task: Task) -> tuple[pd.DataFrame, pd.DataFrame]:
     """One row per run and one row per (run, baseline), test metrics flattened into columns."""
     import pandas as pd
 
+    other = [k for k in task.context if k != "dataset" and not k.startswith("perturb")]
     rows, base = [], []
     for r in runs:
-        ctx = {k: r["_overrides"].get(k) for k in task.swept}
-        row = {"task": task.name, "loss": str(r.get("loss")), **ctx, "seed": r.get("seed"),
-               "status": r["status"], "wall_s": r.get("wall_s"), "history": r.get("history") or [],
-               "_mtime": r["_mtime"]}
+        if r["status"] == "skipped":
+            continue
+        pert = perturb_params(r)
+        desc = {"dataset": str(r.get("dataset") or "unknown data set"),
+                "perturb": str(pert.get("name", "none")),
+                **{k: pert.get(k.split(".", 1)[1]) for k in task.context
+                   if k.startswith("perturb.")},
+                **{k: r["_overrides"].get(k) for k in other}}
+        desc = {k: v for k, v in desc.items() if k in task.context}
+        problem = problem_label(r, other)
+        variant = [r["_overrides"].get(k) for k in task.variant]
+        loss = str(r.get("loss"))
+        row = {"task": task.name, "kind": task.kind, "problem": problem,
+               "entry": entry_label(loss, task.variant, variant), "loss": loss, **desc,
+               **dict(zip(task.variant, variant, strict=True)), "seed": r.get("seed"),
+               "status": r["status"], "wall_s": r.get("wall_s"),
+               "history": r.get("history") or [], "_mtime": r["_mtime"]}
         for when, metrics in (r.get("metrics") or {}).items():
             for name, value in (metrics if isinstance(metrics, dict) else {}).items():
                 if name.startswith("test/"):
                     row[f"{when}/{name}"] = value
         rows.append(row)
         for bname, metrics in (r.get("baselines") or {}).items():
-            b = {"task": task.name, "loss": f"baseline:{bname}", "seed": r.get("seed"),
-                 "status": "ok", **{k: ctx[k] for k in task.context}}
+            b = {"task": task.name, "kind": task.kind, "problem": problem,
+                 "entry": f"{BASELINE}{bname}", "loss": f"{BASELINE}{bname}", **desc,
+                 "seed": r.get("seed"), "status": "ok", "_mtime": r["_mtime"]}
             for name, value in (metrics or {}).items():
                 b[f"best/{name}"] = b[f"last/{name}"] = value
             base.append(b)
@@ -145,33 +227,36 @@ def run_frames(runs: list[dict[str, Any]], task: Task) -> tuple[pd.DataFrame, pd
         frame[col] = numeric_or_text(frame[col])
         if col in bframe:
             bframe[col] = numeric_or_text(bframe[col])
-    keys = ["loss", *task.swept, "seed"]
+    keys = ["problem", "entry", "seed"]
     n = len(frame)
     frame = frame.sort_values("_mtime").drop_duplicates(keys, keep="last")
     if len(frame) < n:
         warn(f"{task.name}: {n - len(frame)} duplicate run(s) ignored (kept the newest)")
     if len(bframe):
-        bframe = bframe.drop_duplicates(["loss", *task.context, "seed"])
-    return frame.reset_index(drop=True), bframe
+        bframe = bframe.sort_values("_mtime").drop_duplicates(keys, keep="last")
+    return frame.reset_index(drop=True), bframe.reset_index(drop=True)
 
 
 def metric_columns(frames: list[pd.DataFrame], task: Task) -> list[str]:
     """best/... then last/... test metric columns of runs and baselines, selection first."""
     names = dict.fromkeys(c for f in frames for c in f.columns)
     cols = [c for c in names if c.startswith(("best/test/", "last/test/"))]
-    first = {f"best/{task.selection}", f"last/{task.selection}"}
+    first = {task.sel, f"last/{task.selection}"}
     return sorted(cols, key=lambda c: (not c.startswith("best/"), c not in first, c))
 
 
-def aggregate(frame: pd.DataFrame, keys: list[str], metrics: list[str]) -> list[dict[str, Any]]:
-    """Mean and t-CI over ok seeds, plus run counts, per group of keys."""
+def aggregate(frame: pd.DataFrame, task: Task, metrics: list[str]) -> list[dict[str, Any]]:
+    """Mean and t-CI over ok seeds, plus run counts, per (problem, entry)."""
     rows = []
-    for values, g in frame.groupby(keys, dropna=False, sort=True):
+    carry = ["loss", *task.swept]
+    for (problem, entry), g in frame.groupby(["problem", "entry"], sort=True):
         ok = g[g["status"] == "ok"]
-        row = dict(zip(keys, values, strict=True))
+        row = {"problem": problem, "entry": entry,
+               **{k: g[k].iloc[0] for k in carry if k in g}}
         row.update(n_seeds=len(ok), n_diverged=int((g["status"] == "diverged").sum()),
                    n_failed=int((g["status"] == "failed").sum()),
-                   wall_s=float(ok["wall_s"].astype(float).mean()) if "wall_s" in ok else math.nan)
+                   wall_s=float(ok["wall_s"].astype(float).mean())
+                   if "wall_s" in ok and len(ok) else math.nan)
         for col in metrics:
             stats = t_interval(ok[col].astype(float)) if col in ok else (math.nan,) * 3
             row.update(zip((f"{col}_mean", f"{col}_lo", f"{col}_hi"), stats, strict=True))
@@ -179,271 +264,275 @@ def aggregate(frame: pd.DataFrame, keys: list[str], metrics: list[str]) -> list[
     return rows
 
 
+def trivial_baseline(names: list[str]) -> str | None:
+    """The 'no learning' baseline among a problem's baselines, if there is one."""
+    return next((f"{BASELINE}{t}" for t in TRIVIAL_BASELINES if f"{BASELINE}{t}" in names), None)
+
+
+def score_problem(board: pd.DataFrame, task: Task) -> pd.DataFrame:
+    """Rank the losses of one problem and give every row its normalised score.
+
+    Rank: by the mean over ok seeds of the selection metric, 1 best, ties share the average
+    rank; a loss that diverged on any seed ranks after every loss that did not (several share
+    the last ranks); a loss without an ok seed gets no rank. Normalised score: the fraction of
+    the gap between the trivial baseline (0) and the best-ranked loss (1) that a row closes;
+    undefined when no loss beats the trivial baseline.
+    """
+    import numpy as np
+
+    board = board.copy()
+    col = f"{task.sel}_mean"
+    mean = board[col].to_numpy(float) if col in board else np.full(len(board), np.nan)
+    base = board["entry"].str.startswith(BASELINE).to_numpy()
+    diverged = (board["n_diverged"] > 0).to_numpy() & ~base
+    rankable = ~base & (np.isfinite(mean) | diverged)
+    worst = -np.inf if task.mode == "max" else np.inf
+    score = np.where(diverged, worst, mean)[rankable]
+    board["rank"] = np.nan
+    if score.size:
+        board.loc[rankable, "rank"] = ranks(score[None, :], task.mode)[0]
+    board["diverged_cell"] = diverged
+    healthy = rankable & ~diverged & np.isfinite(mean)
+    trivial = trivial_baseline(list(board.loc[base, "entry"]))
+    board["normalised"] = np.nan
+    if healthy.any() and trivial:
+        best = np.nanmax(mean[healthy]) if task.mode == "max" else np.nanmin(mean[healthy])
+        zero = float(board.loc[board["entry"] == trivial, col].iloc[0])
+        gap = (best - zero) * (1 if task.mode == "max" else -1)
+        if np.isfinite(gap) and gap > 0:
+            board["normalised"] = (mean - zero) / (best - zero)
+    return board
+
+
 def leaderboard(frame: pd.DataFrame, bframe: pd.DataFrame, task: Task) -> pd.DataFrame:
-    """Loss rows ranked by best/<selection> mean within each setting, then baseline rows."""
+    """Per problem: loss rows ranked by the selection metric, then baseline rows."""
     import pandas as pd
 
     metrics = metric_columns([frame, bframe], task)
-    lb = pd.DataFrame(aggregate(frame, ["loss", *task.swept], metrics))
-    sel = f"best/{task.selection}_mean"
-    if sel in lb:
-        score = lb[sel] if task.mode == "min" else -lb[sel]
-        if task.context:
-            score = score.groupby([lb[k] for k in task.context], dropna=False)
-        lb["rank"] = score.rank(method="min").astype("Int64")
-    else:
-        lb["rank"] = pd.array([pd.NA] * len(lb), dtype="Int64")
+    lb = pd.DataFrame(aggregate(frame, task, metrics))
     if len(bframe):
-        bl = pd.DataFrame(aggregate(bframe, ["loss", *task.context], metrics))
+        bl = pd.DataFrame(aggregate(bframe, task, metrics))
         lb = pd.concat([lb, bl.assign(wall_s=math.nan)], ignore_index=True)
+    lb = pd.concat([score_problem(g, task) for _, g in lb.groupby("problem", sort=False)],
+                   ignore_index=True)
     lb.insert(0, "task", task.name)
+    lb.insert(1, "kind", task.kind)
     lb["selection"], lb["mode"] = task.selection, task.mode
-    lb["_base"] = lb["loss"].str.startswith("baseline:")
-    lb = lb.sort_values([*task.context, "_base", "rank", "loss"], na_position="last")
+    lb["_base"] = lb["entry"].str.startswith(BASELINE)
+    order = [*task.context, "problem"]
+    lb = lb.sort_values([*order, "_base", "rank", "entry"], na_position="first")
+    lb = lb.sort_values(["_base", "rank"], na_position="last", kind="stable")
+    lb = lb.sort_values(order, na_position="first", kind="stable")
     return lb.drop(columns="_base").reset_index(drop=True)
 
 
-def settings(df: pd.DataFrame, task: Task):
-    """Iterate (context values, sub-frame) pairs; one setting when nothing is swept."""
-    if not task.context:
-        yield (), df
-        return
-    yield from df.groupby(task.context, dropna=False, sort=True)
+def problems(df: pd.DataFrame):
+    """(problem label, sub-frame) in the leaderboard's order."""
+    for name in dict.fromkeys(df["problem"]):
+        yield name, df[df["problem"] == name]
 
 
-def paired(frame: pd.DataFrame, lb: pd.DataFrame, task: Task) -> list[dict[str, Any]]:
-    """Each loss against the rank-1 loss of its setting on shared ok seeds."""
-    col = f"best/{task.selection}"
+def problem_pairs(frame: pd.DataFrame, lb: pd.DataFrame, task: Task) -> list[dict[str, Any]]:
+    """Every pair of ranked losses of each problem on their shared ok seeds, Holm per problem."""
+    col = task.sel
     if col not in frame:
         return []
     ok = frame[frame["status"] == "ok"]
-    entry = ["loss", *task.variant]
     out = []
-    for ctx, board in settings(lb[lb["rank"].notna()], task):
-        sub = _select(ok, task.context, ctx)
-        scores = {_key(k): g.set_index("seed")[col].astype(float)
-                  for k, g in sub.groupby(entry, dropna=False)}
-        ranked = board.sort_values("rank", kind="stable")[entry]
-        keys = [_key(item) for item in ranked.itertuples(index=False)]
-        stats = compare_to_best({k: scores[k] for k in keys}, best=keys[0])
-        out += [{"task": task.name, **dict(zip(task.context, ctx, strict=True)),
-                 **dict(zip(entry, k, strict=True)), "best_loss": keys[0][0], "metric": col,
-                 "mode": task.mode, **stats[k]} for k in keys]
+    for problem, board in problems(lb[lb["rank"].notna()]):
+        sub = ok[ok["problem"] == problem]
+        scores = {e: g.set_index("seed")[col].astype(float) for e, g in sub.groupby("entry")}
+        order = [e for e in board.sort_values(["rank", "entry"])["entry"] if e in scores]
+        rows = []
+        for a, b in combinations(order, 2):
+            rows.append({"task": task.name, "kind": task.kind, "problem": problem, "a": a,
+                         "b": b, "metric": col, "mode": task.mode,
+                         **paired_difference(scores[a], scores[b])})
+        for row, p in zip(rows, holm([r["p_wilcoxon"] for r in rows]), strict=True):
+            row["p_holm"] = p
+            row["separated"] = bool(p < ALPHA)
+            row["note"] = pair_note(row, task.mode, len(rows))
+        out += rows
     return out
 
 
-def _isnan(value: Any) -> bool:
-    return isinstance(value, float) and math.isnan(value)
+def pair_note(row: dict[str, Any], mode: str, n_tests: int) -> str:
+    """Why a pair is or is not separated, in words."""
+    n, lo, hi = row["n_pairs"], row["diff_lo"], row["diff_hi"]
+    if n == 0:
+        return "no seed where both ran ok"
+    if row["identical"]:
+        return "identical on every shared seed"
+    a_better = (row["mean_diff"] > 0) == (mode == "max")
+    if row["separated"]:
+        return f"{row['a'] if a_better else row['b']} better (Holm p = {p_text(row['p_holm'])})"
+    excludes = bool(lo > 0 or hi < 0)
+    if n < MIN_PAIRS:
+        text = f"not separated: {n} shared seed(s), the Wilcoxon test needs {MIN_PAIRS}"
+        return text + ("; the bootstrap CI excludes 0 but is not evidence with so few seeds"
+                       if excludes else "")
+    if excludes:
+        return (f"not separated after Holm over {n_tests} pair(s) (p = "
+                f"{p_text(row['p_holm'])}), although the bootstrap CI excludes 0")
+    return f"not separated (Holm p = {p_text(row['p_holm'])})"
 
 
-def _key(values: Any) -> tuple:
-    """Hashable group key with NaN as None, since NaN != NaN breaks dict look-ups."""
-    return tuple(None if _isnan(v) else v for v in values)
+def not_separated_text(pairs: list[dict[str, Any]]) -> list[str]:
+    """One line per loss of a problem: which losses it is not separated from, and why."""
+    by_entry: dict[str, list[str]] = {}
+    reasons = set()
+    for p in pairs:
+        if not p["separated"]:
+            by_entry.setdefault(p["a"], []).append(p["b"])
+            by_entry.setdefault(p["b"], []).append(p["a"])
+            if p["identical"]:
+                reasons.add("identical")
+            elif p["n_pairs"] < MIN_PAIRS:
+                reasons.add("few")
+            elif p["diff_lo"] > 0 or p["diff_hi"] < 0:
+                reasons.add("holm")
+    lines = [f"{e} is not separated from {join_words(sorted(others))}."
+             for e, others in by_entry.items()]
+    if "few" in reasons:
+        lines.append(f"With fewer than {MIN_PAIRS} shared seeds no pair can be separated, "
+                     "whatever its bootstrap CI; run more seeds for a test.")
+    if "holm" in reasons:
+        lines.append("Some of these pairs have a bootstrap CI that excludes 0 but do not pass "
+                     "the Wilcoxon test after Holm's correction (see the notes).")
+    return lines
 
 
-def _select(df: pd.DataFrame, keys: list[str], values: tuple) -> pd.DataFrame:
-    """Rows of df whose keys equal values (NaN matches NaN)."""
-    for key, value in zip(keys, values, strict=True):
-        df = df[df[key].isna()] if _isnan(value) else df[df[key] == value]
-    return df
+def compact(board: pd.DataFrame, task: Task, short: bool = False) -> list[dict[str, str]]:
+    """Columns a reader scans first, with enough digits that distinct means print distinctly."""
+    sel = task.sel
+    head = f"{metric_words(sel)} (95% CI)"
+    rows = []
+    for _, r in board.iterrows():
+        digits = rank_digits(board[board["problem"] == r["problem"]], sel, 3 if short else 4)
+        cell = {"loss": r["entry"]}
+        if short:
+            cell["problem"] = r["problem"]
+        cell[head] = ci_cell(r, sel, digits)
+        cell.update({"normalised score": fmt(r["normalised"], 3), "rank": fmt(r["rank"], 3),
+                     "seeds ok": fmt(r["n_seeds"]), "diverged": fmt(r["n_diverged"]),
+                     "failed": fmt(r["n_failed"]), "seconds": fmt(r["wall_s"], 3)})
+        rows.append(cell)
+    return rows
 
 
-def fmt(value: Any, digits: int = 4) -> str:
-    """Compact cell text: 4 significant digits, blanks for missing."""
-    import pandas as pd
+def rank_digits(board: pd.DataFrame, sel: str, least: int) -> int:
+    """Digits that print the means of differently ranked losses (and baselines) differently.
 
-    if value is None or (pd.api.types.is_scalar(value) and pd.isna(value)):
-        return ""
-    if isinstance(value, float):
-        return f"{value:.{digits}g}"
-    return str(value)
-
-
-def kv_text(keys: list[str], values: Any, sep: str = ", ") -> str:
-    """Swept settings as `k=v` pairs, unset ones left out."""
-    return sep.join(f"{k}={fmt(v)}" for k, v in zip(keys, values, strict=True) if fmt(v))
+    Means are first rounded to 7 digits: float32 metrics differ in the 8th by noise alone.
+    """
+    col = f"{sel}_mean"
+    if col not in board:
+        return least
+    values = board[col].astype(float)
+    distinct = board.assign(_v=values.round(7)).drop_duplicates(["rank", "_v"])
+    return separating_digits(list(distinct["_v"].round(7)), least=least, most=7)
 
 
-def params_text(row: pd.Series, keys: list[str], short: bool = False) -> str:
-    """Swept settings of a leaderboard row; short drops key prefixes when that stays unique."""
-    keys = [k for k in keys if k in row]
-    names = [k.rsplit(".", 1)[-1] for k in keys]
-    if not short or len(set(names)) < len(names):
-        names = keys
-    return kv_text(names, [row[k] for k in keys])
+def ci_cell(row: pd.Series, col: str, digits: int) -> str:
+    from lossbench.report_format import ci_text
+
+    return ci_text(row.get(f"{col}_mean"), row.get(f"{col}_lo"), row.get(f"{col}_hi"), digits)
 
 
-def ci_text(row: pd.Series, col: str, digits: int = 4) -> str:
-    """`mean [lo, hi]` for one metric column prefix."""
-    if not fmt(row.get(f"{col}_mean")):
-        return ""
-    mean, lo, hi = (fmt(row[f"{col}_{s}"], digits) for s in ("mean", "lo", "hi"))
-    return f"{mean} [{lo}, {hi}]"
-
-
-def compact(lb: pd.DataFrame, task: Task, short: bool = False) -> list[dict[str, str]]:
-    """Columns a reader scans first; short=True (terminal) means brief names and 3 digits."""
-    sel = f"best/{task.selection}"
-    digits = 3 if short else 4
-    return [{"loss": r["loss"], "params": params_text(r, task.swept, short),
-             sel: ci_text(r, sel, digits), "rank": fmt(r["rank"]), "n_seeds": fmt(r["n_seeds"]),
-             "diverged": fmt(r["n_diverged"]), "failed": fmt(r["n_failed"]),
-             "wall_s": fmt(r["wall_s"], digits)} for _, r in lb.iterrows()]
-
-
-def md_table(rows: list[dict[str, Any]]) -> str:
-    """A GitHub markdown table without needing tabulate."""
-    if not rows:
-        return "_none_\n"
-    head = list(rows[0])
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    lines += ["| " + " | ".join(fmt(r[h]) for h in head) + " |" for r in rows]
-    return "\n".join(lines) + "\n"
-
-
-def slug(*parts: Any) -> str:
-    """File-name-safe name from task and setting values."""
-    return re.sub(r"[^A-Za-z0-9_.=-]+", "_", "_".join(str(p) for p in parts if str(p))).strip("_")
-
-
-def _save(fig: Any, path: Path) -> Path:
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    return path
-
-
-def plot_task(frame: pd.DataFrame, lb: pd.DataFrame, task: Task, out: Path) -> list[Path]:
-    """Selection metric with CIs and validation curves per setting, plus sweep-parameter plots."""
-    from matplotlib.figure import Figure
-
-    sel, paths = f"best/{task.selection}", []
-    ok = frame[frame["status"] == "ok"]
-    for ctx, board in settings(lb, task):
-        name = slug(task.name, kv_text(task.context, ctx, "_"))
-        board = board[board[f"{sel}_mean"].notna()] if f"{sel}_mean" in board else board[:0]
-        if len(board):
-            fig = Figure(figsize=(7, 1.2 + 0.35 * len(board)))
-            ax = fig.add_subplot()
-            labels = [f"{r['loss']} {params_text(r, task.variant)}" for _, r in board.iterrows()]
-            mean, lo, hi = (board[f"{sel}_{s}"].to_numpy(float) for s in ("mean", "lo", "hi"))
-            err = [mean - lo, hi - mean]
-            base = board["loss"].str.startswith("baseline:").to_numpy()
-            for mask, color in ((~base, "C0"), (base, "gray")):
-                ax.errorbar(mean[mask], [i for i, m in enumerate(mask) if m], fmt="o", capsize=3,
-                            xerr=[e[mask] for e in err], color=color)
-            ax.set_yticks(range(len(board)), labels)
-            ax.invert_yaxis()
-            ax.set_xlabel(f"{sel} ({task.mode}), mean and 95% CI")
-            ax.set_title(name)
-            paths.append(_save(fig, out / f"{name}_selection.png"))
-        paths += plot_curves(ok, task, ctx, name, out)
-    for key in task.swept:
-        if lb[key].dtype.kind in "iuf" and lb[key].nunique() > 1 and f"{sel}_mean" in lb:
-            paths.append(plot_sweep(lb, task, key, out))
-    return paths
-
-
-def plot_curves(ok: pd.DataFrame, task: Task, ctx: tuple, name: str, out: Path) -> list[Path]:
-    """Mean validation selection metric per epoch, one line per loss."""
-    import pandas as pd
-    from matplotlib.figure import Figure
-
-    sub = _select(ok, task.context, ctx)
-    fig = Figure(figsize=(7, 4.5))
-    ax = fig.add_subplot()
-    for key, g in sub.groupby(["loss", *task.variant], dropna=False):
-        hist = pd.DataFrame([h for hs in g["history"] for h in hs if isinstance(h, dict)])
-        if task.val_metric and {"epoch", task.val_metric} <= set(hist.columns):
-            curve = hist.groupby("epoch")[task.val_metric].mean()
-            label = f"{key[0]} {kv_text(task.variant, key[1:])}"
-            ax.plot(curve.index, curve.to_numpy(float), label=label)
-    if not ax.lines:
-        return []
-    ax.set_xlabel("epoch")
-    ax.set_ylabel(f"{task.val_metric} (mean over seeds)")
-    ax.set_title(name)
-    ax.legend(fontsize="small")
-    return [_save(fig, out / f"{name}_curves.png")]
-
-
-def plot_sweep(lb: pd.DataFrame, task: Task, key: str, out: Path) -> Path:
-    """Selection metric against a numeric swept parameter with CI bands."""
-    from matplotlib.figure import Figure
-
-    sel = f"best/{task.selection}"
-    fig = Figure(figsize=(7, 4.5))
-    ax = fig.add_subplot()
-    others = [k for k in task.swept if k != key]
-    for lkey, g in lb[lb[key].notna()].groupby(["loss", *others], dropna=False):
-        g = g.sort_values(key)
-        x = g[key].to_numpy(float)
-        label = f"{lkey[0]} {kv_text(others, lkey[1:])}"
-        style = "--" if lkey[0].startswith("baseline:") else "-"
-        (line,) = ax.plot(x, g[f"{sel}_mean"].to_numpy(float), style, marker="o", label=label)
-        ax.fill_between(x, g[f"{sel}_lo"].to_numpy(float), g[f"{sel}_hi"].to_numpy(float),
-                        color=line.get_color(), alpha=0.2)
-    ax.set_xlabel(key)
-    ax.set_ylabel(f"{sel} ({task.mode})")
-    ax.set_title(f"{task.name}: {sel} vs {key}")
-    ax.legend(fontsize="small")
-    return _save(fig, out / f"{slug(task.name, 'vs', key)}.png")
+def pair_rows(pairs: list[dict[str, Any]], digits: int) -> list[dict[str, str]]:
+    return [{"first": p["a"], "second": p["b"], "shared seeds": fmt(p["n_pairs"]),
+             "mean difference (95% CI)": f"{fmt(p['mean_diff'], digits)} "
+             f"[{fmt(p['diff_lo'], digits)}, {fmt(p['diff_hi'], digits)}]",
+             "Wilcoxon p": p_text(p["p_wilcoxon"]), "Holm p": p_text(p["p_holm"]),
+             "note": p["note"]} for p in pairs]
 
 
 def write_markdown(path: Path, folders: list[Path], n_runs: int, tasks: list[Task],
-                   lb: pd.DataFrame, pairs: pd.DataFrame, plots: dict[str, list[Path]]) -> None:
-    """leaderboard.md: compact leaderboard, paired comparison and plots per task."""
-    text = [f"# lossbench report\n\n{n_runs} runs from {', '.join(str(f) for f in folders)}. "
-            "Means and 95% t-intervals over seeds of ok runs; full columns in leaderboard.csv.\n"]
+                   lb: pd.DataFrame, pairs: list[dict[str, Any]],
+                   plots: dict[str, dict[str, list[Path]]]) -> None:
+    """leaderboard.md: per task and problem, the leaderboard, all-pairs tests and plots."""
+    text = [f"# lossbench leaderboards\n\n{n_runs} runs from "
+            f"{', '.join(str(f) for f in folders)}. Means and 95% t-intervals over the seeds of "
+            "ok runs; the normalised score is the fraction of the gap between the trivial "
+            "baseline (0) and the best loss (1) closed; full columns in leaderboard.csv. "
+            "The verdicts and cross-problem statistics are in across.md.\n"]
     for task in tasks:
+        text.append(f"\n## {task.name}\n\nRanked by {metric_words(task.sel)} "
+                    f"({mode_words(task.mode)}).\n")
+        if task.unfit:
+            text.append(f"\nNot fit for this task (skipped): {', '.join(task.unfit)}.\n")
         board = lb[lb["task"] == task.name]
-        text.append(f"\n## {task.name}\n\nRanked by best/{task.selection} ({task.mode}).\n\n")
-        text.append(md_table(compact(board, task)))
-        sub = pairs[pairs["task"] == task.name] if len(pairs) else pairs
-        cols = [*task.swept, "loss", "best_loss", "n_pairs", "mean_diff", "diff_lo", "diff_hi",
-                "p_wilcoxon", "p_holm", "indistinguishable_from_best"]
-        text.append(f"\n### Paired comparison with the best loss\n\n{PAIRED_RULE}\n\n")
-        text.append(md_table([{c: r[c] for c in cols} for _, r in sub.iterrows()]))
-        text += [f"\n![{p.stem}]({p.name})\n" for p in plots.get(task.name, [])]
+        for problem, sub in problems(board):
+            text.append(f"\n### {problem}\n\n")
+            text.append(md_table(compact(sub, task)))
+            mine = [p for p in pairs if p["task"] == task.name and p["problem"] == problem]
+            if mine:
+                digits = separating_digits([abs(p["mean_diff"]) for p in mine], least=3)
+                text.append(f"\n**All pairs.** {PAIRED_RULE}\n\n")
+                text.append(md_table(pair_rows(mine, digits)))
+                text.append("\n" + "\n".join(f"- {line}" for line in not_separated_text(mine))
+                            + "\n")
+            text += [f"\n![{p.stem}]({p.name})\n" for p in plots[task.name].get(problem, [])]
+        text += [f"\n![{p.stem}]({p.name})\n" for p in plots[task.name].get("", [])]
     path.write_text("".join(text))
 
 
 def print_table(result: dict[str, Any]) -> None:
-    """Rich table per task on the terminal."""
+    """Rich table per task on the terminal, then the verdict of each task kind."""
     from rich import box
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     # Logs and pipes get a wide table rather than rich's 80 columns of wrapped names.
     console = Console(width=None if sys.stdout.isatty() else 160)
-    heads = ["loss", "params", "mean [95% CI]", "rank", "seeds", "div", "fail", "wall_s"]
     for task in result["tasks"]:
         board = result["leaderboard"][result["leaderboard"]["task"] == task.name]
-        table = Table(title=f"{task.name}: best/{task.selection} ({task.mode})", box=box.SIMPLE,
-                      padding=(0, 1))
-        show = [i for i in range(len(heads)) if i != 1 or task.swept]  # params only if swept
-        for i in show:
-            table.add_column(heads[i], justify="right" if i > 1 else "left", no_wrap=i > 1,
-                             overflow="fold", min_width=10 if i < 2 else len(heads[i]))
-        for row in compact(board, task, short=True):
-            cells = list(row.values())
-            table.add_row(*(cells[i] for i in show))
+        table = Table(title=f"{task.name}: {metric_words(task.sel)} ({mode_words(task.mode)})",
+                      box=box.SIMPLE, padding=(0, 1))
+        rows = compact(board, task, short=True)
+        keep = [h for h in rows[0] if h not in ("normalised score",)] if rows else []
+        for i, head in enumerate(keep):
+            table.add_column(escape(head), justify="right" if i > 2 else "left",
+                             no_wrap=i > 2, overflow="fold")
+        for row in rows:
+            table.add_row(*(escape(row[h]) for h in keep))
         console.print(table)
-    console.print(f"report written to {result['out_dir']}")
+    for kind, verdict in result["verdicts"].items():
+        console.print(f"[bold]Verdict, {escape(kind)}:[/bold] {escape(verdict)}")
+    console.print(f"report written to {escape(str(result['out_dir']))} "
+                  "(index.html, across.md, leaderboard.md)")
 
 
 def log_wandb(folders: list[Path], out: Path, lb: pd.DataFrame, pairs: pd.DataFrame,
-              plots: list[Path]) -> None:
-    """Leaderboard, paired table and plots to one offline-by-default summary run."""
+              across: dict[str, Any], plots: list[Path]) -> None:
+    """Leaderboard, pair tests, cross-problem tables and plots to one summary run."""
+    import pandas as pd
     import wandb
 
     def table(df: pd.DataFrame) -> Any:
         clean = df.astype(object).where(df.notna(), None)
         return wandb.Table(columns=[str(c) for c in clean.columns], data=clean.values.tolist())
 
+    group = folders[0].resolve().name
     run = wandb.init(project=os.environ.get("WANDB_PROJECT", "lossbench"),
-                     mode=os.environ.get("WANDB_MODE", "offline"), group=folders[0].resolve().name,
-                     job_type="report", dir=str(out), name=f"report-{folders[0].resolve().name}")
-    data = {"leaderboard": table(lb), **({"paired": table(pairs)} if len(pairs) else {})}
+                     mode=os.environ.get("WANDB_MODE", "offline"), group=group,
+                     job_type="report", dir=str(out), name=f"report-{group}")
+    data = {"leaderboard": table(lb.drop(columns=["history"], errors="ignore")),
+            **({"paired": table(pairs)} if len(pairs) else {})}
+    for kind, summary in across["kinds"].items():
+        ranks_df = pd.DataFrame([{"loss": k, "mean_rank": v,
+                                  "ci_lo": summary["mean_rank_ci"][k][0],
+                                  "ci_hi": summary["mean_rank_ci"][k][1]}
+                                 for k, v in summary["mean_rank"].items()])
+        data[f"across/{kind}/mean_rank"] = table(ranks_df)
+        if summary["pairwise"]:
+            data[f"across/{kind}/pairwise"] = table(pd.DataFrame(summary["pairwise"]))
+        if summary["bayesian"]:
+            data[f"across/{kind}/bayesian"] = table(pd.DataFrame(summary["bayesian"]))
+        run.summary[f"across/{kind}/friedman_p"] = summary["friedman_p"]
+        run.summary[f"across/{kind}/cd"] = summary["cd"]
+        run.summary[f"across/{kind}/verdict"] = summary["verdict"]
     data.update({f"plots/{p.stem}": wandb.Image(str(p)) for p in plots})
     run.log(data)
     run.finish()
@@ -454,35 +543,51 @@ def build_report(folders: list[Path], out_dir: Path | None = None,
     """Read all runs under folders and write the report files; returns tables and paths."""
     import pandas as pd
 
+    from lossbench.report_across import across_summary, write_across
+    from lossbench.report_html import write_index
+    from lossbench.report_plots import colour_map, plot_task
+
     folders = [Path(f) for f in folders]
     runs = load_runs(find_results(folders))
     out = Path(out_dir) if out_dir else folders[0] / "report"
     out.mkdir(parents=True, exist_ok=True)
     for run in runs:
         run["_overrides"] = parse_overrides(run.get("overrides"))
-    tasks, boards, pairs, plots = [], [], [], {}
+    tasks, frames, boards, pairs = [], {}, [], []
     for name in sorted({str(r["task"]) for r in runs}):
         task_runs = [r for r in runs if str(r["task"]) == name]
         task = task_info(name, task_runs)
+        tasks.append(task)
+        if not any(r["status"] != "skipped" for r in task_runs):
+            continue
         frame, bframe = run_frames(task_runs, task)
         board = leaderboard(frame, bframe, task)
-        tasks.append(task)
+        frames[name] = frame
         boards.append(board)
-        pairs += paired(frame, board, task)
-        plots[name] = plot_task(frame, board, task, out)
+        pairs += problem_pairs(frame, board, task)
+    tasks = [t for t in tasks if t.name in frames]
     lb = pd.concat(boards, ignore_index=True)
-    front = ["task", "loss", *dict.fromkeys(k for t in tasks for k in t.swept), "rank", "n_seeds",
+    colours = colour_map(sorted(set(lb["entry"])))
+    plots = {t.name: plot_task(frames[t.name], lb[lb["task"] == t.name], t, out, colours)
+             for t in tasks}
+    across = across_summary(tasks, lb, runs)
+    across_plots = write_across(out, across, colours)
+    front = ["task", "kind", "problem", "entry", "loss",
+             *dict.fromkeys(k for t in tasks for k in t.swept), "rank", "normalised", "n_seeds",
              "n_diverged", "n_failed", "wall_s", "selection", "mode"]
     lb = lb[front + [c for c in lb.columns if c not in front]]
     pair_df = pd.DataFrame(pairs)
     lb.to_csv(out / "leaderboard.csv", index=False)
     pair_df.to_csv(out / "paired.csv", index=False)
-    write_markdown(out / "leaderboard.md", folders, len(runs), tasks, lb, pair_df, plots)
-    result = {"leaderboard": lb, "paired": pair_df, "out_dir": out,
-              "plots": [p for ps in plots.values() for p in ps],
-              "tasks": tasks, "n_runs": len(runs)}
+    write_markdown(out / "leaderboard.md", folders, len(runs), tasks, lb, pairs, plots)
+    all_plots = [p for by_problem in plots.values() for ps in by_problem.values() for p in ps]
+    write_index(out / "index.html", folders, tasks, lb, pairs, across, plots, across_plots)
+    result = {"leaderboard": lb, "paired": pair_df, "across": across, "out_dir": out,
+              "plots": all_plots + [p for ps in across_plots.values() for p in ps],
+              "tasks": tasks, "n_runs": len(runs),
+              "verdicts": {k: v["verdict"] for k, v in across["kinds"].items()}}
     if wandb_log:
-        log_wandb(folders, out, lb, pair_df, result["plots"])
+        log_wandb(folders, out, lb, pair_df, across, result["plots"])
     return result
 
 
