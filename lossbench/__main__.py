@@ -14,6 +14,7 @@ from lossbench.sweep import new_invocation_uid, register_resolvers
 
 CONFIG_GROUPS = (
     "task", "loss", "model", "optimizer", "trainer", "logger", "perturb", "experiment", "tune",
+    "suite",
 )
 # Statuses of the runs this process ran (one for a single run).
 _STATUSES: list[dict[str, Any]] = []
@@ -86,7 +87,8 @@ def hydra_entry(cfg: DictConfig) -> float:
     from lossbench.console import print_run_summary
     from lossbench.tasks import SELECTION
 
-    worst = float("inf") if SELECTION[cfg.task.kind][1] == "min" else float("-inf")
+    # task.kind=auto is resolved per run (from the data): its direction is unknown here.
+    worst = float("inf") if SELECTION.get(cfg.task.kind, ("", "max"))[1] == "min" else float("-inf")
     values = []
     for results in run_job(cfg):
         _STATUSES.append(results)

@@ -80,6 +80,10 @@ def validate_config(cfg: dict[str, Any]) -> None:
     if missing:
         hint = MISSING_HINTS.get(missing, f"e.g. {missing}=...")
         raise ConfigError(f"{missing} must be set: {hint}")
+    if _get(cfg, "task.kind") == "auto" or _get(cfg, "loss.name") == "auto":
+        from lossbench.data.sources import resolve_task
+
+        resolve_task(cfg)  # kind=auto: the kind the data's target makes; loss=auto: its loss
     _choice("task kind", _get(cfg, "task.kind"), TASK_KINDS)
     _choice("model", _get(cfg, "model.name"), MODELS)
     _choice("optimizer", _get(cfg, "optimizer.name"), OPTIMIZERS)

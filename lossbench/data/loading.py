@@ -9,27 +9,15 @@ from lossbench.validation import ConfigError
 
 
 def load_data(config: dict[str, Any]):
-    """The task's splits as tensors (on the CPU; the caller moves them once)."""
-    from lossbench.data.tabular import make_task_data
+    """The task's splits as tensors (on the CPU; the caller moves them once), from the source
+    the task names (lossbench.data.sources: bundled, table, openml, image_folder, torchvision)."""
+    from lossbench.data.sources import load_task_data
 
-    task = config["task"]
     try:
-        if task.get("source") == "torchvision":
-            from lossbench.data.images import make_image_task_data
-
-            return make_image_task_data(
-                task["kind"], task["dataset"], config["seed"], task.get("val_size", 5000),
-                task.get("data_dir"), task.get("download", True), perturb=config.get("perturb"),
-                split=task.get("split", "samples"), options=task,
-            )
-        return make_task_data(
-            task["kind"], task["dataset"], config["seed"],
-            task.get("val_fraction", 0.2), task.get("test_fraction", 0.2),
-            perturb=config.get("perturb"), split=task.get("split", "samples"), options=task,
-            input_scale=float(task.get("input_scale", 1.0)),
-        )
+        return load_task_data(config)
     except (ValueError, FileNotFoundError) as err:
-        raise ConfigError(str(err)) from None
+        raise ConfigError(str(err).strip().splitlines()[0] if str(err).strip() else
+                          type(err).__name__) from None
 
 
 def keep_on_device(choice: str, data: Any, device: Any) -> bool:
