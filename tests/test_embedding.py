@@ -65,7 +65,9 @@ def test_ntxent_matches_pml() -> None:
     assert ours.item() == pytest.approx(NTXentLoss(0.1)(x, labels, anchored_pairs(labels)).item())
 
 
-@pytest.mark.parametrize("bad", [{"margin": 0}, {"miner": "hardest"}, {"distance": "l1"}])
+@pytest.mark.parametrize(
+    "bad", [{"margin": 0}, {"miner": "hardest"}, {"distance": "l1"}, {"reducer": "median"}]
+)
 def test_bad_hyperparameters_are_one_line_errors(bad: dict) -> None:
     with pytest.raises(ValueError, match=f"loss.{next(iter(bad))} must be") as err:
         build_loss("triplet", "embedding", **bad)

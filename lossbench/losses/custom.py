@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -75,33 +77,90 @@ class SigmoidFocalLoss(_Loss):
 
 
 def softmax_focal_loss(
-    logits: Tensor, targets: Tensor, alpha: float = -1, gamma: float = 2.0,
+    logits: Tensor, targets: Tensor, alpha: float | Tensor = -1, gamma: float = 2.0,
     reduction: str = "mean",
 ) -> Tensor:
-    """Multiclass focal loss: -alpha (1 - p_y)^gamma log p_y (Lin et al. 2017), alpha=-1: none."""
+    """Multiclass focal loss (Lin et al. 2017, arXiv:1708.02002): -alpha_t (1 - p_y)^gamma log p_y.
+
+    Args:
+        logits: (N, C) raw scores.
+        targets: (N,) class indices.
+        alpha: a (C,) tensor of per-class weights, alpha_t = alpha[y] (Lin et al.'s alpha_t, as
+            cross_entropy's `weight=`); a number, one factor on every sample; or -1 for none.
+        gamma: the focusing exponent; 0 gives cross entropy.
+        reduction: 'none' (N,), 'sum', or 'mean': the plain mean over the N samples of
+            alpha_t FL, as Lin et al. and torchvision normalise, not cross_entropy's weighted
+            mean (which divides by the sum of alpha_t). At gamma=0, 'none' and 'sum' equal
+            cross_entropy(weight=alpha), and 'mean' is its 'sum' / N.
+
+    Returns:
+        The loss, reduced as `reduction` says.
+    """
     log_p = logits.log_softmax(-1).gather(1, targets[:, None]).squeeze(1)
     loss = -log_p
     if gamma != 0:
         loss = loss * (-torch.expm1(log_p)).clamp_min(0) ** gamma
-    if alpha >= 0:
+    if isinstance(alpha, Tensor):
+        if alpha.shape != logits.shape[-1:]:
+            raise ValueError(
+                f"loss.alpha has {alpha.numel()} entries for {logits.shape[-1]} classes"
+            )
+        loss = alpha.to(loss.dtype)[targets] * loss
+    elif alpha >= 0:
         loss = alpha * loss
     return _reduce(loss, reduction)
 
 
 @register_loss(
     "focal", tasks="multiclass", input="raw", target="index", paper="Lin et al. 2017",
-    params={"alpha": Param(-1.0, low=0.0, high=1.0, also=(-1.0,)), "gamma": GAMMA},
+    params={"alpha": Param(
+        -1.0, low=0.0, high=1.0, also=(-1.0,),
+        alternative=Param(None, kind="floats", low=0.0),  # one weight per class
+    ), "gamma": GAMMA},
 )
 class SoftmaxFocalLoss(_Loss):
-    """Softmax focal loss on logits and class indices."""
+    """Softmax focal loss on logits and class indices, with one weight per class if alpha is a
+    list.
 
-    def __init__(self, alpha: float = -1.0, gamma: float = 2.0, reduction: str = "mean") -> None:
+    alpha: a list of one weight per class (alpha_t, as cross_entropy's `weight=`); a number
+    in [0, 1], one factor on every sample; or -1 (the default) for none. 'mean' is the plain
+    mean over samples (see `softmax_focal_loss`).
+    """
+
+    def __init__(
+        self, alpha: float | Sequence[float] = -1.0, gamma: float = 2.0, reduction: str = "mean"
+    ) -> None:
         super().__init__(reduction)
-        _check_alpha(alpha)
-        self.alpha, self.gamma = alpha, gamma
+        if isinstance(alpha, int | float):
+            _check_alpha(alpha)
+            self.alpha: float | None = alpha
+            class_alpha = None
+        else:
+            weights = list(alpha)
+            if not weights or not all(math.isfinite(w) and w >= 0 for w in weights):
+                raise ValueError(
+                    f"loss.alpha as a list must hold one number >= 0 per class, got {alpha!r}"
+                )
+            self.alpha, class_alpha = None, torch.tensor(weights, dtype=torch.float64)
+        # A buffer follows the module's device; not persistent, so state_dicts stay the same.
+        self.register_buffer("class_alpha", class_alpha, persistent=False)
+        self.gamma = gamma
 
     def forward(self, logits: Tensor, targets: Tensor) -> Tensor:
-        return softmax_focal_loss(logits, targets, self.alpha, self.gamma, self.reduction)
+        alpha = self.class_alpha if self.class_alpha is not None else self.alpha
+        return softmax_focal_loss(logits, targets, alpha, self.gamma, self.reduction)
+
+
+def focal_search_space(cfg: Any, trial: Any) -> None:
+    """conf/tune/focal.yaml's Optuna search beyond gamma and lr: alpha for binary tasks only.
+
+    Binary alpha weighs the positive class against the negative one. Multiclass alpha is a
+    list of per-class weights that Optuna cannot draw, and a scalar there is one factor on the
+    whole loss, close to a no-op under Adam, so no trial is spent on it.
+    """
+    given = "loss.alpha" in trial.params or "loss.alpha" in trial.user_attrs  # by the user
+    if cfg.task.kind == "binary" and not given:
+        trial.suggest_float("loss.alpha", 0.05, 0.95)
 
 
 def mae_loss(probs: Tensor, targets: Tensor, reduction: str = "mean") -> Tensor:

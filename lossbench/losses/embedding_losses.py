@@ -1,6 +1,15 @@
-"""Metric-learning losses on in-batch pairs and triplets; the miner and distance are config."""
+"""Metric-learning losses on in-batch pairs and triplets, each built from three swappable pieces.
+
+As in pytorch-metric-learning (PML): a distance (how embeddings are compared), a miner (which
+pairs or triplets of the batch count) and a reducer (how the per-tuple losses become one
+number). The config names each piece (`loss.distance`, `loss.miner`, `loss.reducer`); the tables
+below turn a name into its object, and the loss only ever calls the objects. The defaults are
+PML's, so a loss at its defaults gives the value of PML's class of the same name.
+"""
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -8,18 +17,83 @@ from torch import Tensor, nn
 
 from lossbench.losses.registry import Param, register_loss
 
-MINERS = ("all", "random", "batch_hard", "semi_hard")
-PAIR_MINERS = MINERS[:3]  # semi_hard needs a triplet margin, which only `triplet` has
-DISTANCES = ("euclidean", "cosine")
 Pairs = tuple[Tensor, Tensor, Tensor, Tensor]
 Triplets = tuple[Tensor, Tensor, Tensor]
 
-MINER = Param("all", kind="str", choices=MINERS)
-PAIR_MINER = Param("all", kind="str", choices=PAIR_MINERS)
-DISTANCE = Param("euclidean", kind="str", choices=DISTANCES)
-P_NORM = Param(2.0, low=1.0)
-# A loss over a variable number of tuples has no per-sample "none" reduction.
-TUPLE_REDUCTION = Param("mean", kind="str", choices=("mean", "sum"))
+
+# --- Reducers: per-tuple losses -> one number, PML's semantics in plain torch. ---
+
+
+class MeanReducer(nn.Module):
+    """PML's MeanReducer: the mean over every tuple, those with a zero loss included."""
+
+    def forward(self, losses: Tensor) -> Tensor:
+        return losses.mean()
+
+
+class AvgNonZeroReducer(nn.Module):
+    """PML's AvgNonZeroReducer: the mean over the tuples whose loss is > 0, or 0 if none is.
+
+    Counted with a mask rather than by indexing, so a step never waits on the device.
+    """
+
+    def forward(self, losses: Tensor) -> Tensor:
+        active = losses > 0
+        return torch.where(active, losses, 0).sum() / active.sum().clamp_min(1)
+
+
+class SumReducer(nn.Module):
+    """PML's SumReducer, used for `reduction=sum`: either reducer above gives the same sum."""
+
+    def forward(self, losses: Tensor) -> Tensor:
+        return losses.sum()
+
+
+REDUCERS: dict[str, Callable[[], nn.Module]] = {
+    "mean": MeanReducer, "avg_nonzero": AvgNonZeroReducer,
+}
+
+
+def _chosen(table: dict, key: str, value: str) -> Callable:
+    """`table[value]`, or a one-line ValueError naming what `loss.<key>` may be."""
+    if value not in table:
+        raise ValueError(f"loss.{key} must be one of {', '.join(table)}, got {value!r}")
+    return table[value]
+
+
+def make_reducer(name: str, reduction: str = "mean") -> nn.Module:
+    """The reducer `loss.reducer` names; `reduction=sum` sums whichever is named."""
+    reducer = _chosen(REDUCERS, "reducer", name)
+    if reduction not in ("mean", "sum"):
+        raise ValueError(f"loss.reduction must be mean or sum, got {reduction!r}")
+    return SumReducer() if reduction == "sum" else reducer()
+
+
+# --- Distances: PML's distance objects, shared by a loss and its miner. ---
+
+DISTANCES = ("euclidean", "cosine")
+
+
+def make_distance(name: str, p: float = 2.0) -> nn.Module:
+    """PML's LpDistance: on the raw embeddings ("euclidean") or on unit-norm ones ("cosine").
+
+    "cosine" is PML's default distance, LpDistance(): embeddings scaled to unit Lp norm, then
+    the Lp distance; at p=2 that is sqrt(2 - 2 cos), monotone in the cosine similarity, and a
+    margin keeps one meaning whatever the embeddings' scale.
+    """
+    from pytorch_metric_learning.distances import LpDistance
+
+    on_sphere = _chosen(dict(zip(DISTANCES, (False, True), strict=True)), "distance", name)
+    return LpDistance(p=p, normalize_embeddings=on_sphere)
+
+
+def cosine_similarity() -> nn.Module:
+    from pytorch_metric_learning.distances import CosineSimilarity
+
+    return CosineSimilarity()
+
+
+# --- Miners: (embeddings, labels) -> the batch's pairs (a1, p, a2, n) or triplets (a, p, n). ---
 
 
 def _masks(labels: Tensor) -> tuple[Tensor, Tensor]:
@@ -35,7 +109,9 @@ def anchored_pairs(labels: Tensor) -> Pairs:
     """All positive and negative pairs of anchors that have both in the batch.
 
     An anchor without a positive (or a negative) adds nothing, to any loss: every loss then
-    sees the anchors a triplet loss sees, and a batch with no valid triplet gives 0.
+    sees the anchors a triplet loss sees, and a batch with no valid triplet gives 0. PML's
+    default takes every pair instead; the two agree when each label of the batch appears at
+    least twice, as in the embedding task's m-per-class batches.
     """
     pos, neg = _masks(labels)
     a1, p = torch.where(pos)
@@ -44,7 +120,7 @@ def anchored_pairs(labels: Tensor) -> Pairs:
 
 
 def all_triplets(labels: Tensor) -> Triplets:
-    """Every (anchor, positive, negative) of the batch."""
+    """Every (anchor, positive, negative) of the batch, as PML takes them by default."""
     pos, neg = _masks(labels)
     a, p, n = torch.where(pos[:, :, None] & neg[:, None, :])
     return a, p, n
@@ -59,73 +135,100 @@ def random_triplets(labels: Tensor) -> Triplets:
     return a, p, n
 
 
-class Miner:
-    """Picks a batch's tuples: all, random, batch_hard (Hermans et al. 2017), semi_hard
-    (Schroff et al. 2015); the hard ones measured with the loss's own `distance`."""
+class AllPairs(nn.Module):
+    """Every positive and negative pair of the anchors having both (`anchored_pairs`)."""
 
-    def __init__(self, name: str, distance: nn.Module, margin: float = 0.2) -> None:
-        from pytorch_metric_learning.miners import BatchHardMiner, TripletMarginMiner
+    def forward(self, embeddings: Tensor, labels: Tensor) -> Pairs:
+        return anchored_pairs(labels)
 
-        if name not in MINERS:
-            raise ValueError(f"loss.miner must be one of {', '.join(MINERS)}, got {name!r}")
-        self.name = name
-        self.pml = {
-            "batch_hard": lambda: BatchHardMiner(distance=distance),
-            "semi_hard": lambda: TripletMarginMiner(
-                margin=margin, type_of_triplets="semihard", distance=distance
-            ),
-        }.get(name, lambda: None)()
 
-    def triplets(self, embeddings: Tensor, labels: Tensor) -> Triplets:
-        if self.name == "all":
-            return all_triplets(labels)
-        if self.name == "random":
-            return random_triplets(labels)
-        return self.pml(embeddings.detach(), labels)
+class AllTriplets(nn.Module):
+    """Every valid triplet of the batch (`all_triplets`)."""
 
-    def pairs(self, embeddings: Tensor, labels: Tensor) -> Pairs:
-        """Pairs from the mined triplets: (anchor, positive) and (anchor, negative)."""
-        if self.name == "all":
-            return anchored_pairs(labels)
-        a, p, n = self.triplets(embeddings, labels)
+    def forward(self, embeddings: Tensor, labels: Tensor) -> Triplets:
+        return all_triplets(labels)
+
+
+class RandomTriplets(nn.Module):
+    """Each positive pair with one uniformly drawn negative (`random_triplets`)."""
+
+    def forward(self, embeddings: Tensor, labels: Tensor) -> Triplets:
+        return random_triplets(labels)
+
+
+TRIPLET_MINERS = ("all", "random", "batch_hard", "semi_hard")
+PAIR_MINERS = TRIPLET_MINERS[:3]  # semi_hard needs a triplet margin, which only `triplet` has
+
+
+def make_miner(name: str, distance: nn.Module, margin: float | None = None) -> nn.Module:
+    """The miner `loss.miner` names, measuring hardness with the loss's own `distance`.
+
+    batch_hard is PML's BatchHardMiner (Hermans et al. 2017) and semi_hard its
+    TripletMarginMiner(type_of_triplets="semihard") at the loss's `margin` (Schroff et al.
+    2015). A pair loss (no `margin`) gets pairs from "all" and a triplet miner's triplets
+    (a, p, n) as the pairs (a, p) and (a, n).
+    """
+    from pytorch_metric_learning.miners import BatchHardMiner, TripletMarginMiner
+
+    miners: dict[str, Callable[[], nn.Module]] = {
+        "all": AllTriplets if margin is not None else AllPairs,
+        "random": RandomTriplets,
+        "batch_hard": lambda: BatchHardMiner(distance=distance),
+    }
+    if margin is not None:
+        miners["semi_hard"] = lambda: TripletMarginMiner(
+            margin=margin, type_of_triplets="semihard", distance=distance
+        )
+    return _chosen(miners, "miner", name)()
+
+
+def as_pairs(tuples: Pairs | Triplets) -> Pairs:
+    """A miner's output as pairs: triplets (a, p, n) become (a, p) and (a, n)."""
+    if len(tuples) == 3:
+        a, p, n = tuples
         return a, p, a, n
+    return tuples
 
 
-def lp_distance(p: float) -> nn.Module:
-    from pytorch_metric_learning.distances import LpDistance
+# --- The losses. ---
 
-    return LpDistance(p=p, normalize_embeddings=False)
-
-
-def cosine_similarity() -> nn.Module:
-    from pytorch_metric_learning.distances import CosineSimilarity
-
-    return CosineSimilarity()
+MINER = Param("all", kind="str", choices=TRIPLET_MINERS)
+PAIR_MINER = Param("all", kind="str", choices=PAIR_MINERS)
+DISTANCE = Param("cosine", kind="str", choices=DISTANCES)
+P_NORM = Param(2.0, low=1.0)
+# Each loss's default reducer is PML's for the class of that name.
+AVG_NONZERO = Param("avg_nonzero", kind="str", choices=tuple(REDUCERS))
+MEAN = Param("mean", kind="str", choices=tuple(REDUCERS))
+# A loss over a variable number of tuples has no per-sample "none" reduction.
+TUPLE_REDUCTION = Param("mean", kind="str", choices=("mean", "sum"))
 
 
 class TupleLoss(nn.Module):
-    """Shared by the embedding losses: mining, the distance's normalisation, reduction, and
-    per-epoch diagnostics (fraction of tuples with a non-zero loss, mean embedding norm)."""
+    """Shared by the embedding losses: mine, compute one loss per tuple, reduce, and record
+    per-epoch diagnostics (fraction of tuples with a non-zero loss, mean embedding norm).
 
-    def __init__(self, normalize: bool = False, reduction: str = "mean") -> None:
+    A loss gives its per-tuple losses in one or more groups (contrastive: positive pairs and
+    negative pairs); the reducer reduces each group apart and the results are added, as PML's
+    MultipleReducers does.
+    """
+
+    def __init__(self, miner: nn.Module, reducer: nn.Module) -> None:
         super().__init__()
-        if reduction not in ("mean", "sum"):
-            raise ValueError(f"loss.reduction must be mean or sum, got {reduction!r}")
-        self.normalize, self.reduction = normalize, reduction
+        self.miner, self.reducer = miner, reducer
         self._sums: Tensor | None = None
         self._steps = 0
 
-    def tuple_losses(self, embeddings: Tensor, labels: Tensor) -> list[Tensor]:
-        """One loss per mined tuple, in one or more groups (each group is reduced apart)."""
+    def tuple_losses(self, embeddings: Tensor, labels: Tensor, tuples: tuple) -> list[Tensor]:
+        """One loss per mined tuple, in one or more groups."""
         raise NotImplementedError
 
     def forward(self, embeddings: Tensor, labels: Tensor) -> Tensor:
-        measured = F.normalize(embeddings, dim=1) if self.normalize else embeddings
-        groups = [g for g in self.tuple_losses(measured, labels) if g.numel() > 0]
+        tuples = self.miner(embeddings.detach(), labels)  # mining never back-propagates
+        groups = [g for g in self.tuple_losses(embeddings, labels, tuples) if g.numel() > 0]
         self._record(embeddings, groups)
         total = embeddings.sum() * 0.0  # no tuple: 0, still on the graph so backward works
         for group in groups:
-            total = total + (group.mean() if self.reduction == "mean" else group.sum())
+            total = total + self.reducer(group)
         return total
 
     @torch.no_grad()
@@ -144,17 +247,6 @@ class TupleLoss(nn.Module):
         return {"active_fraction": means[0], "embedding_norm": means[1]}
 
 
-def on_sphere(distance: str) -> bool:
-    """Whether `distance` measures L2-normalised embeddings.
-
-    "cosine" is the Lp distance between L2-normalised embeddings (for p=2, sqrt(2 - 2 cos),
-    monotone in cosine similarity), so margins keep the meaning they have for "euclidean".
-    """
-    if distance not in DISTANCES:
-        raise ValueError(f"loss.distance must be one of {', '.join(DISTANCES)}, got {distance!r}")
-    return distance == "cosine"
-
-
 def pml_losses(loss_dict: dict) -> list[Tensor]:
     """The per-tuple losses of a pml loss run with DoNothingReducer (empty sub-losses are 0)."""
     return [
@@ -166,40 +258,74 @@ def pml_losses(loss_dict: dict) -> list[Tensor]:
 @register_loss(
     "triplet", tasks="embedding", input="raw", target="labels", paper="Schroff et al. 2015",
     params={
-        "margin": Param(1.0, low=0.0, low_open=True), "p": P_NORM,
+        "margin": Param(0.05, low=0.0, low_open=True), "p": P_NORM,
         "swap": Param(False, kind="bool"), "miner": MINER, "distance": DISTANCE,
-        "reduction": TUPLE_REDUCTION,
+        "reducer": AVG_NONZERO, "reduction": TUPLE_REDUCTION,
     },
 )
 class TripletLoss(TupleLoss):
-    """Triplet margin loss, max(0, d(a,p) - d(a,n) + margin), on in-batch mined triplets.
+    """Triplet margin loss, max(0, d(a,p) - d(a,n) + margin), on the batch's mined triplets.
 
-    torch's TripletMarginLoss semantics (margin, p, swap), computed by pml's TripletMarginLoss
-    from one distance matrix: gathering thousands of triplets' vectors is far slower on a CPU.
+    At its defaults, PML's TripletMarginLoss at its defaults: margin 0.05, distance "cosine"
+    (LpDistance on unit-norm embeddings), every triplet, reducer "avg_nonzero" (the mean over
+    triplets with a non-zero loss). torch's TripletMarginLoss is margin=1.0 distance=euclidean
+    reducer=mean. The loss is PML's class, run on one distance matrix.
     """
 
     def __init__(
-        self, margin: float = 1.0, p: float = 2.0, swap: bool = False, miner: str = "all",
-        distance: str = "euclidean", reduction: str = "mean",
+        self, margin: float = 0.05, p: float = 2.0, swap: bool = False, miner: str = "all",
+        distance: str = "cosine", reducer: str = "avg_nonzero", reduction: str = "mean",
     ) -> None:
         from pytorch_metric_learning.losses import TripletMarginLoss as PMLTripletMargin
         from pytorch_metric_learning.reducers import DoNothingReducer
 
-        super().__init__(on_sphere(distance), reduction)
+        measure = make_distance(distance, p)
+        super().__init__(make_miner(miner, measure, margin), make_reducer(reducer, reduction))
         self.pml = PMLTripletMargin(
-            margin=margin, swap=swap, distance=lp_distance(p), reducer=DoNothingReducer()
+            margin=margin, swap=swap, distance=measure, reducer=DoNothingReducer()
         )
-        self.miner = Miner(miner, lp_distance(p), margin)
 
-    def tuple_losses(self, embeddings: Tensor, labels: Tensor) -> list[Tensor]:
-        triplets = self.miner.triplets(embeddings, labels)
-        return pml_losses(self.pml(embeddings, labels, triplets))
+    def tuple_losses(self, embeddings: Tensor, labels: Tensor, tuples: tuple) -> list[Tensor]:
+        return pml_losses(self.pml(embeddings, labels, tuples))
 
 
-def _pair_miner(name: str, distance: nn.Module) -> Miner:
-    if name not in PAIR_MINERS:
-        raise ValueError(f"loss.miner must be one of {', '.join(PAIR_MINERS)}, got {name!r}")
-    return Miner(name, distance)
+@register_loss(
+    "contrastive", tasks="embedding", input="raw", target="labels", paper="Hadsell et al. 2006",
+    params={
+        "pos_margin": Param(0.0, low=0.0), "neg_margin": Param(1.0, low=0.0, low_open=True),
+        "p": P_NORM, "miner": PAIR_MINER, "distance": DISTANCE, "reducer": AVG_NONZERO,
+        "reduction": TUPLE_REDUCTION,
+    },
+)
+class ContrastiveLoss(TupleLoss):
+    """Contrastive loss: positive pairs pulled within pos_margin, negatives pushed past neg_margin.
+
+    At its defaults, PML's ContrastiveLoss at its defaults: margins 0 and 1, distance "cosine"
+    (LpDistance on unit-norm embeddings), every pair, reducer "avg_nonzero" applied to the
+    positive and the negative pairs apart, the two results added.
+    """
+
+    def __init__(
+        self, pos_margin: float = 0.0, neg_margin: float = 1.0, p: float = 2.0,
+        miner: str = "all", distance: str = "cosine", reducer: str = "avg_nonzero",
+        reduction: str = "mean",
+    ) -> None:
+        from pytorch_metric_learning.losses import ContrastiveLoss as PMLContrastive
+        from pytorch_metric_learning.reducers import DoNothingReducer
+
+        if not pos_margin < neg_margin:
+            raise ValueError(
+                f"loss.pos_margin must be < loss.neg_margin, got {pos_margin} and {neg_margin}"
+            )
+        measure = make_distance(distance, p)
+        super().__init__(make_miner(miner, measure), make_reducer(reducer, reduction))
+        self.pml = PMLContrastive(
+            pos_margin=pos_margin, neg_margin=neg_margin, distance=measure,
+            reducer=DoNothingReducer(),
+        )
+
+    def tuple_losses(self, embeddings: Tensor, labels: Tensor, tuples: tuple) -> list[Tensor]:
+        return pml_losses(self.pml(embeddings, labels, as_pairs(tuples)))
 
 
 def _pm1_pairs(embeddings: Tensor, pairs: Pairs) -> tuple[Tensor, Tensor, Tensor]:
@@ -211,57 +337,29 @@ def _pm1_pairs(embeddings: Tensor, pairs: Pairs) -> tuple[Tensor, Tensor, Tensor
 
 
 @register_loss(
-    "contrastive", tasks="embedding", input="raw", target="labels", paper="Hadsell et al. 2006",
-    params={
-        "pos_margin": Param(0.0, low=0.0), "neg_margin": Param(1.0, low=0.0, low_open=True),
-        "p": P_NORM, "miner": PAIR_MINER, "distance": DISTANCE, "reduction": TUPLE_REDUCTION,
-    },
-)
-class ContrastiveLoss(TupleLoss):
-    """pml's ContrastiveLoss: positives pulled within pos_margin, negatives pushed past
-    neg_margin; the two groups are averaged apart and added."""
-
-    def __init__(
-        self, pos_margin: float = 0.0, neg_margin: float = 1.0, p: float = 2.0,
-        miner: str = "all", distance: str = "euclidean", reduction: str = "mean",
-    ) -> None:
-        from pytorch_metric_learning.losses import ContrastiveLoss as PMLContrastive
-        from pytorch_metric_learning.reducers import DoNothingReducer
-
-        super().__init__(on_sphere(distance), reduction)
-        if not pos_margin < neg_margin:
-            raise ValueError(
-                f"loss.pos_margin must be < loss.neg_margin, got {pos_margin} and {neg_margin}"
-            )
-        self.pml = PMLContrastive(
-            pos_margin=pos_margin, neg_margin=neg_margin, distance=lp_distance(p),
-            reducer=DoNothingReducer(),
-        )
-        self.miner = _pair_miner(miner, lp_distance(p))
-
-    def tuple_losses(self, embeddings: Tensor, labels: Tensor) -> list[Tensor]:
-        pairs = self.miner.pairs(embeddings, labels)
-        return pml_losses(self.pml(embeddings, labels, pairs))
-
-
-@register_loss(
     "cosine_embedding", tasks="embedding", input="raw", target="labels",
     params={
-        "margin": Param(0.0, low=-1.0, high=1.0), "miner": PAIR_MINER,
+        "margin": Param(0.0, low=-1.0, high=1.0), "miner": PAIR_MINER, "reducer": MEAN,
         "reduction": TUPLE_REDUCTION,
     },
 )
 class CosineEmbeddingPairLoss(TupleLoss):
-    """torch's CosineEmbeddingLoss on in-batch pairs: 1 - cos for positives,
-    max(0, cos - margin) for negatives."""
+    """torch's CosineEmbeddingLoss on in-batch pairs: 1 - cos for positives, max(0, cos - margin)
+    for negatives.
 
-    def __init__(self, margin: float = 0.0, miner: str = "all", reduction: str = "mean") -> None:
-        super().__init__(False, reduction)  # cosine by definition
+    The distance is the cosine similarity by definition; the default reducer is "mean" over
+    every pair, as torch's.
+    """
+
+    def __init__(
+        self, margin: float = 0.0, miner: str = "all", reducer: str = "mean",
+        reduction: str = "mean",
+    ) -> None:
+        super().__init__(make_miner(miner, cosine_similarity()), make_reducer(reducer, reduction))
         self.criterion = nn.CosineEmbeddingLoss(margin=margin, reduction="none")
-        self.miner = _pair_miner(miner, cosine_similarity())
 
-    def tuple_losses(self, embeddings: Tensor, labels: Tensor) -> list[Tensor]:
-        first, second, signs = _pm1_pairs(embeddings, self.miner.pairs(embeddings, labels))
+    def tuple_losses(self, embeddings: Tensor, labels: Tensor, tuples: tuple) -> list[Tensor]:
+        first, second, signs = _pm1_pairs(embeddings, as_pairs(tuples))
         return [self.criterion(first, second, signs)]
 
 
@@ -269,24 +367,28 @@ class CosineEmbeddingPairLoss(TupleLoss):
     "hinge_embedding", tasks="embedding", input="raw", target="labels",
     params={
         "margin": Param(1.0, low=0.0, low_open=True), "p": P_NORM, "miner": PAIR_MINER,
-        "distance": DISTANCE, "reduction": TUPLE_REDUCTION,
+        "distance": DISTANCE, "reducer": MEAN, "reduction": TUPLE_REDUCTION,
     },
 )
 class HingeEmbeddingPairLoss(TupleLoss):
-    """torch's HingeEmbeddingLoss on in-batch pair distances: d for positives,
-    max(0, margin - d) for negatives."""
+    """torch's HingeEmbeddingLoss on in-batch pair distances: d for positives, max(0, margin - d)
+    for negatives.
+
+    The distance defaults to "cosine" (LpDistance on unit-norm embeddings), as for the other
+    embedding losses; the default reducer is "mean" over every pair, as torch's.
+    """
 
     def __init__(
         self, margin: float = 1.0, p: float = 2.0, miner: str = "all",
-        distance: str = "euclidean", reduction: str = "mean",
+        distance: str = "cosine", reducer: str = "mean", reduction: str = "mean",
     ) -> None:
-        super().__init__(on_sphere(distance), reduction)
+        measure = make_distance(distance, p)
+        super().__init__(make_miner(miner, measure), make_reducer(reducer, reduction))
         self.criterion = nn.HingeEmbeddingLoss(margin=margin, reduction="none")
-        self.distance = lp_distance(p)
-        self.miner = _pair_miner(miner, self.distance)
+        self.distance = measure
 
-    def tuple_losses(self, embeddings: Tensor, labels: Tensor) -> list[Tensor]:
-        a1, p, a2, n = self.miner.pairs(embeddings, labels)
+    def tuple_losses(self, embeddings: Tensor, labels: Tensor, tuples: tuple) -> list[Tensor]:
+        a1, p, a2, n = as_pairs(tuples)
         matrix = self.distance(embeddings)  # one matrix, not a gather per pair (CPU speed)
         distances = torch.cat([matrix[a1, p], matrix[a2, n]])
         signs = torch.cat([distances.new_ones(len(a1)), -distances.new_ones(len(a2))])
@@ -314,23 +416,26 @@ def ntxent_losses(embeddings: Tensor, pairs: Pairs, temperature: float) -> Tenso
     paper="Oord et al. 2018; Chen et al. 2020",
     params={
         "temperature": Param(0.07, low=0.0, low_open=True), "miner": PAIR_MINER,
-        "reduction": TUPLE_REDUCTION,
+        "reducer": MEAN, "reduction": TUPLE_REDUCTION,
     },
 )
 class NTXentLoss(TupleLoss):
     """NT-Xent (InfoNCE) with labels: each positive pair's cosine similarity against its
-    anchor's negatives, softmax at `temperature` (pml's NTXentLoss semantics)."""
+    anchor's negatives, softmax at `temperature`.
+
+    At its defaults, PML's NTXentLoss at its defaults: temperature 0.07, the cosine similarity
+    (by definition), every pair, reducer "mean" over the positive pairs.
+    """
 
     def __init__(
-        self, temperature: float = 0.07, miner: str = "all", reduction: str = "mean"
+        self, temperature: float = 0.07, miner: str = "all", reducer: str = "mean",
+        reduction: str = "mean",
     ) -> None:
-        super().__init__(False, reduction)  # cosine similarity by definition
+        super().__init__(make_miner(miner, cosine_similarity()), make_reducer(reducer, reduction))
         self.temperature = temperature
-        self.miner = _pair_miner(miner, cosine_similarity())
 
-    def tuple_losses(self, embeddings: Tensor, labels: Tensor) -> list[Tensor]:
-        pairs = self.miner.pairs(embeddings, labels)
-        return [ntxent_losses(embeddings, pairs, self.temperature)]
+    def tuple_losses(self, embeddings: Tensor, labels: Tensor, tuples: tuple) -> list[Tensor]:
+        return [ntxent_losses(embeddings, as_pairs(tuples), self.temperature)]
 
 
 @register_loss(
@@ -338,25 +443,30 @@ class NTXentLoss(TupleLoss):
     paper="Wang et al. 2019",
     params={
         "alpha": Param(2.0, low=0.0, low_open=True), "beta": Param(50.0, low=0.0, low_open=True),
-        "base": Param(0.5, low=-1.0, high=1.0), "miner": PAIR_MINER,
+        "base": Param(0.5, low=-1.0, high=1.0), "miner": PAIR_MINER, "reducer": MEAN,
         "reduction": TUPLE_REDUCTION,
     },
 )
 class MultiSimilarityLoss(TupleLoss):
-    """pml's multi-similarity loss: soft-weighted positive and negative cosine similarities
-    around `base`, per anchor."""
+    """Multi-similarity loss: soft-weighted positive and negative cosine similarities around
+    `base`, one loss per anchor.
+
+    At its defaults, PML's MultiSimilarityLoss at its defaults: alpha 2, beta 50, base 0.5, the
+    cosine similarity (by definition), every pair, reducer "mean" over the batch's anchors.
+    """
 
     def __init__(
         self, alpha: float = 2.0, beta: float = 50.0, base: float = 0.5, miner: str = "all",
-        reduction: str = "mean",
+        reducer: str = "mean", reduction: str = "mean",
     ) -> None:
         from pytorch_metric_learning.losses import MultiSimilarityLoss as PMLMultiSimilarity
         from pytorch_metric_learning.reducers import DoNothingReducer
 
-        super().__init__(False, reduction)  # cosine similarity by definition
-        self.pml = PMLMultiSimilarity(alpha=alpha, beta=beta, base=base, reducer=DoNothingReducer())
-        self.miner = _pair_miner(miner, cosine_similarity())
+        measure = cosine_similarity()
+        super().__init__(make_miner(miner, measure), make_reducer(reducer, reduction))
+        self.pml = PMLMultiSimilarity(
+            alpha=alpha, beta=beta, base=base, distance=measure, reducer=DoNothingReducer()
+        )
 
-    def tuple_losses(self, embeddings: Tensor, labels: Tensor) -> list[Tensor]:
-        pairs = self.miner.pairs(embeddings, labels)
-        return pml_losses(self.pml(embeddings, labels, pairs))
+    def tuple_losses(self, embeddings: Tensor, labels: Tensor, tuples: tuple) -> list[Tensor]:
+        return pml_losses(self.pml(embeddings, labels, as_pairs(tuples)))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -31,14 +32,22 @@ class Param:
     allow_none: bool = False
     # Single values allowed outside [low, high], e.g. focal's alpha=-1 meaning "no weighting".
     also: tuple[float, ...] = ()
+    # Another form the value may take instead, e.g. focal's alpha as one weight per class.
+    alternative: Param | None = None
+
+    def _alone(self) -> Param:
+        """This parameter without its alternative form."""
+        return dataclasses.replace(self, alternative=None)
 
     def allowed(self) -> str:
+        if self.alternative is not None:
+            return f"{self._alone().allowed()}, or {self.alternative.allowed()}"
         if self.choices is not None:
             return "one of " + ", ".join(map(str, self.choices))
         if self.kind == "bool":
             return "true or false"
         if self.kind == "floats":
-            return "a list of numbers"
+            return "a list of numbers" + (f" >= {self.low}" if self.low is not None else "")
         lo = "" if self.low is None else f"{self.low}"
         hi = "" if self.high is None else f"{self.high}"
         what = "an integer" if self.kind == "int" else "a number"
@@ -57,6 +66,13 @@ class Param:
     def check(self, key: str, value: Any) -> Any:
         """Return `value` coerced to this parameter's type, or raise a one-line ValueError."""
         bad = ValueError(f"{key} must be {self.allowed()}, got {value!r}")
+        if self.alternative is not None:
+            for form in (self._alone(), self.alternative):
+                try:
+                    return form.check(key, value)
+                except ValueError:
+                    pass
+            raise bad
         if value is None:
             if self.allow_none:
                 return None
@@ -76,7 +92,9 @@ class Param:
             if not isinstance(value, Iterable) or isinstance(value, str):
                 raise bad
             values = list(value)
-            if not all(_is_number(v) for v in values):
+            if not all(_is_number(v) and math.isfinite(v) for v in values):
+                raise bad
+            if self.low is not None and any(v < self.low for v in values):
                 raise bad
             return [float(v) for v in values]
         if not _is_number(value) or (self.kind == "int" and float(value) != int(value)):
@@ -159,6 +177,11 @@ def add_spec(spec: LossSpec, *, replace: bool = False) -> LossSpec:
     return spec
 
 
+def first_paragraph(doc: str) -> str:
+    """A docstring's first paragraph on one line: the whole first sentence, never a cut line."""
+    return " ".join(doc.strip().split("\n\n")[0].split())
+
+
 def register_loss(
     name: str,
     tasks: Iterable[str] | str,
@@ -186,7 +209,7 @@ def register_loss(
             target=target,
             params=params or {},
             paper=paper,
-            summary=(cls.__doc__ or "").strip().split("\n")[0],
+            summary=first_paragraph(cls.__doc__ or ""),
             open_params=params is None,
         )
         add_spec(spec, replace=replace)
