@@ -41,7 +41,9 @@ def known_keys(group: str) -> set[str]:
 
 
 # `+group.key=` appends a key the group's config lacks: fine where something reads it.
-OPEN_GROUPS = ("loss",)  # loss constructor arguments: checked against the loss itself
+# Constructor arguments, checked against the class itself: a loss's, a model's, an optimizer's,
+# a schedule's; callbacks are named entries of their own.
+OPEN_GROUPS = ("loss", "model", "optimizer", "scheduler", "callbacks")
 
 
 def check_appended_keys(argv: list[str]) -> str | None:
@@ -74,7 +76,7 @@ def check_group_choices(argv: list[str]) -> str | None:
         if not sep or key not in CONFIG_GROUPS:
             continue
         options = group_options(key)
-        for choice in value.split(","):
+        for choice in value.strip("[]").split(","):  # a list selects several: callbacks=[a,b]
             choice = choice.strip()
             if choice and choice not in options and not choice.startswith(("range(", "glob(")):
                 return f"unknown {key} '{choice}' (choose from: {', '.join(options)})"

@@ -1,16 +1,12 @@
-"""Models: an MLP for tabular inputs, a CNN or ResNet-18 for images; the head sized by the task."""
+"""lossbench's own models (conf/model/*.yaml name them by `_target_`; lossbench.parts builds
+them like a user's): an MLP, and the layer that normalises uint8 images inside the model."""
 
 from __future__ import annotations
-
-from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from lossbench.data.tabular import TaskData
-
 ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "tanh": nn.Tanh, "silu": nn.SiLU}
-MODELS = ("mlp", "cnn", "resnet18")
 
 
 class MLP(nn.Sequential):
@@ -43,30 +39,3 @@ class NormalizeImages(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         x = (x.float() - self.mean) / self.std
         return x.flatten(1) if self.flatten else x
-
-
-def build_model(cfg: dict[str, Any], data: TaskData, out_features: int) -> nn.Module:
-    """The model named by `cfg['name']`, fitted to the data's input shape."""
-    name = cfg["name"]
-    if name not in MODELS:
-        raise ValueError(f"unknown model '{name}' (choose from: {', '.join(MODELS)})")
-    if not data.is_image:
-        if name != "mlp":
-            raise ValueError(f"model '{name}' needs image data; use model=mlp for {data.dataset}")
-        return _mlp(cfg, data.num_features, out_features)
-    channels = data.x_train.shape[1]
-    normalize = NormalizeImages(data.input_mean, data.input_std, flatten=name == "mlp")
-    if name == "mlp":
-        return nn.Sequential(normalize, _mlp(cfg, data.x_train[0].numel(), out_features))
-    from lossbench.vision_models import build_vision_model
-
-    accepted = ("width", "dropout") if name == "cnn" else ("weights",)
-    kwargs = {k: v for k, v in cfg.items() if k in accepted}
-    return nn.Sequential(normalize, build_vision_model(name, channels, out_features, **kwargs))
-
-
-def _mlp(cfg: dict[str, Any], in_features: int, out_features: int) -> MLP:
-    return MLP(
-        in_features, out_features, list(cfg["hidden_dims"]),
-        float(cfg.get("dropout", 0.0)), cfg.get("activation", "relu"),
-    )

@@ -11,19 +11,8 @@ from torch import Tensor, nn
 
 from lossbench.data.tabular import TaskData
 from lossbench.divergence import DivergenceRule, trivial_val_error
+from lossbench.parts import build_optimizer, build_scheduler, reacts_to_metric
 from lossbench.tasks import SELECTION, compute_metrics, is_better, squeeze_head
-
-
-def build_optimizer(params: Any, cfg: dict[str, Any]) -> torch.optim.Optimizer:
-    """The optimizer `cfg['name']` names (adam, adamw or sgd) over `params`."""
-    if cfg["name"] == "sgd":
-        return torch.optim.SGD(
-            params, lr=cfg["lr"], momentum=cfg.get("momentum", 0.0),
-            weight_decay=cfg["weight_decay"],
-        )
-    if cfg["name"] == "adamw":
-        return torch.optim.AdamW(params, lr=cfg["lr"], weight_decay=cfg["weight_decay"])
-    return torch.optim.Adam(params, lr=cfg["lr"], weight_decay=cfg["weight_decay"])
 
 
 def all_finite(tensors: Iterable[Tensor]) -> Tensor:
@@ -49,10 +38,16 @@ class LossbenchModule(pl.LightningModule):
 
     def __init__(
         self, model: nn.Module, loss: nn.Module, data: TaskData, optimizer: dict[str, Any],
-        divergence: dict[str, Any] | None = None,
+        divergence: dict[str, Any] | None = None, scheduler: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
         self.model, self.loss, self.data, self.optimizer_cfg = model, loss, data, optimizer
+        # The LR schedule, stepped here (manual optimization): per step in `_step`, per
+        # epoch at the epoch's end. `steps_per_epoch` is set by the caller before fit.
+        self.scheduler_cfg = scheduler
+        self.steps_per_epoch = 1
+        self.scheduler: Any = None
+        self._step_scheduler: Any = None  # the scheduler when it steps per optimizer step
         self.augment: Any = None  # callable on a training batch of inputs, on the device
         # One step is zero_grad, backward, (clip), step: Lightning's automatic-optimization
         # closure machinery costs more than the math on small models.
@@ -79,7 +74,14 @@ class LossbenchModule(pl.LightningModule):
         return out.squeeze(-1) if self.squeeze else out
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
-        return build_optimizer(self.model.parameters(), self.optimizer_cfg)
+        optimizer = build_optimizer(self.model.parameters(), self.optimizer_cfg)
+        built = build_scheduler(
+            self.scheduler_cfg, optimizer, self.steps_per_epoch, int(self.trainer.max_epochs),
+            SELECTION[self.data.kind][1])
+        if built is not None:
+            self.scheduler, interval = built
+            self._step_scheduler = self.scheduler if interval == "step" else None
+        return optimizer
 
     def training_step(self, batch: Any, batch_idx: int) -> Tensor:
         """One optimisation step per batch, or a whole epoch when `epoch_batches` is set.
@@ -115,6 +117,8 @@ class LossbenchModule(pl.LightningModule):
         if self.gradient_clip_val:
             self.clip_gradients(optimizer, gradient_clip_val=self.gradient_clip_val)
         optimizer.step()
+        if self._step_scheduler is not None:
+            self._step_scheduler.step()
         return loss.detach()
 
     def _add_losses(self, total: Tensor | None, steps: int) -> None:
@@ -145,6 +149,7 @@ class LossbenchModule(pl.LightningModule):
         if diagnostics is not None:  # e.g. the fraction of active triplets, mean embedding norm
             metrics.update({f"train/{k}": v for k, v in diagnostics().items()})
         names = ["train/loss", *metrics]
+        lr = float(self.optimizers(use_pl_optimizer=False).param_groups[0]["lr"])
         trivial = self.trivial_error if self.trivial_error is not None else finite
         # One host sync per epoch: every number this epoch needs, read together.
         values = torch.stack([
@@ -152,7 +157,7 @@ class LossbenchModule(pl.LightningModule):
             trivial.float(),
         ]).tolist()
         *values, is_finite, trivial_value = values
-        row = dict(zip(names, values, strict=True))
+        row = {**dict(zip(names, values, strict=True)), "train/lr": lr}
         self._loss_sum, self._steps = None, 0
         epoch = self.current_epoch
         value = row[f"val/{self.selection}"]
@@ -171,5 +176,12 @@ class LossbenchModule(pl.LightningModule):
         self.history.append({"epoch": epoch, **row})
         if self.logger is not None:  # straight to the logger: self.log costs ms per call
             self.logger.log_metrics({**row, "epoch": epoch}, step=epoch)
+        # Callbacks that monitor a metric (early stopping) run after this hook and read it here.
+        self.trainer.callback_metrics.update({k: torch.tensor(v) for k, v in row.items()})
         if is_better(self.data.kind, value, self.best["value"]):
             self.best = {"epoch": epoch, "value": value, "state": copied_state(self.model)}
+        if self.scheduler is not None and self._step_scheduler is None:
+            if reacts_to_metric(self.scheduler):
+                self.scheduler.step(value)
+            else:
+                self.scheduler.step()

@@ -56,7 +56,7 @@ from lossbench.environment import (
     versions,
 )
 from lossbench.loss_config import loss_from_config
-from lossbench.module import build_optimizer
+from lossbench.parts import build_optimizer, build_scheduler
 from lossbench.results import config_hash, find_complete, write_results
 from lossbench.run import (
     build_trainer,
@@ -118,6 +118,12 @@ def run_seeds(cfg: Any, seeds: Sequence[int]) -> list[dict[str, Any]]:
 
 
 def _check_supported(config: dict[str, Any]) -> None:
+    if config.get("callbacks"):
+        raise ValueError("callbacks (early stopping) stop each run on its own metric: not with "
+                         "seeds=; sweep seed=0,1,2 instead")
+    if "Plateau" in str((config.get("scheduler") or {}).get("_target_")):
+        raise ValueError("scheduler=plateau follows each run's own metric: not with seeds=; "
+                         "sweep seed=0,1,2 instead")
     kind = config["task"].get("kind")
     if kind not in SUPPORTED_KINDS or config["task"].get("source") == "torchvision":
         raise ValueError(
@@ -241,7 +247,8 @@ def _finish(r: SeedRun, total: float, trained: list[int], k: int) -> None:
 
 def _train(pending: list[SeedRun], runtime: dict[str, Any] | None) -> None:
     """Build the K seeds' data, models and losses; fit them together; fill in their results."""
-    from lossbench.models import build_model
+    from lossbench.parts import build_model
+    from lossbench.run import instantiated
     from lossbench.tasks import task_extras
 
     quiet_lightning()
@@ -266,13 +273,16 @@ def _train(pending: list[SeedRun], runtime: dict[str, Any] | None) -> None:
         for d, m in zip(datas, models, strict=True)
     ]
     module = SeedStackModule(
-        models, losses, datas, config["optimizer"], divergence=config.get("divergence"))
+        models, losses, datas, config["optimizer"], divergence=config.get("divergence"),
+        scheduler=config.get("scheduler"))
     batches = SeedBatches([
         TensorBatches(d.x_train, d.y_train, int(config["batch_size"]), seed=r.seed)
         for r, d in zip(pending, datas, strict=True)
     ])
+    module.steps_per_epoch = len(batches)
     fit(trainer, module, batches)
-    common = {"device": str(device), "threads": threads, "data_path": "device"}
+    common = {"device": str(device), "threads": threads, "data_path": "device",
+              "stopped_early": None, "instantiated": instantiated(config)}
     for k, (r, data) in enumerate(zip(pending, datas, strict=True)):
         r.results.update(_seed_results(module, k, data, baselines[k]), **common)
     _final_metrics(module, trainer.current_epoch - 1, [r.results["metrics"] for r in pending])
@@ -392,10 +402,12 @@ class SeedStackModule(pl.LightningModule):
     def __init__(
         self, models: list[nn.Module], losses: list[nn.Module], datas: list[TaskData],
         optimizer: dict[str, Any], divergence: dict[str, Any] | None = None,
+        scheduler: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
         self.k, self.kind, self.datas = len(models), datas[0].kind, datas
-        self.optimizer_cfg = optimizer
+        self.optimizer_cfg, self.scheduler_cfg = optimizer, scheduler
+        self.steps_per_epoch = 1
         self.__dict__["template"] = copy.deepcopy(models[0]).to("meta")
         self.names = [n for n, _ in models[0].named_parameters()]
         self.weights = nn.ParameterList([
@@ -439,9 +451,18 @@ class SeedStackModule(pl.LightningModule):
         stacked.update(zip(self.buffer_names, self._stacked_buffers(), strict=True))
         return vmap(self._one, randomness="different")(stacked, x)
 
-    def configure_optimizers(self) -> torch.optim.Optimizer:
+    def configure_optimizers(self) -> Any:
+        """The optimizer over the stacked weights; a count-driven LR schedule (the same for
+        every member) is Lightning's to step, per epoch or per step."""
         self.optimizer = build_optimizer(list(self.weights), self.optimizer_cfg)
-        return self.optimizer
+        built = build_scheduler(
+            self.scheduler_cfg, self.optimizer, self.steps_per_epoch,
+            int(self.trainer.max_epochs), SELECTION[self.kind][1])
+        if built is None:
+            return self.optimizer
+        scheduler, interval = built
+        return {"optimizer": self.optimizer,
+                "lr_scheduler": {"scheduler": scheduler, "interval": interval}}
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
         x, y = batch
@@ -511,6 +532,7 @@ class SeedStackModule(pl.LightningModule):
         train_loss = self._loss_sum / max(self._steps, 1)
         finite = torch.stack([w.isfinite().flatten(1).all(1) for w in self.weights]).all(0)
         names = ["train/loss", *metrics[0]]
+        lr = float(self.optimizer.param_groups[0]["lr"]) if self.optimizer is not None else None
         trivial = self.trivial_error if self.trivial_error is not None else finite
         columns = [train_loss.float(), *(
             torch.stack([m[n] for m in metrics]).float() for n in metrics[0])]
@@ -520,7 +542,8 @@ class SeedStackModule(pl.LightningModule):
             if self.diverged_epoch[k] is None:
                 *row, is_finite, trivial_value = values
                 self._record(
-                    k, epoch, dict(zip(names, row, strict=True)), is_finite >= 1,
+                    k, epoch, {**dict(zip(names, row, strict=True)), "train/lr": lr},
+                    is_finite >= 1,
                     trivial_value if self.trivial_error is not None else None,
                 )
         return not bool(self._alive.any())

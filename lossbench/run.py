@@ -180,7 +180,8 @@ def wandb_summary(results: dict[str, Any]) -> dict[str, Any]:
 
 
 def build_trainer(
-    config: dict[str, Any], logger: Any, out_dir: Path, clips_itself: bool = True
+    config: dict[str, Any], logger: Any, out_dir: Path, clips_itself: bool = True,
+    callbacks: list[Any] | None = None,
 ):
     """Lightning's Trainer, lean for small data: no checkpoint files, no sanity or val loops
     (validation runs inside the module, once per epoch), no model summary. A module with
@@ -201,7 +202,7 @@ def build_trainer(
         logger=logger if logger is not None else False, enable_checkpointing=False,
         enable_model_summary=False, enable_progress_bar=bool(progress),
         num_sanity_val_steps=0, limit_val_batches=0, log_every_n_steps=1_000_000,
-        default_root_dir=str(out_dir),
+        default_root_dir=str(out_dir), callbacks=callbacks or [],
     )
     if trainer.strategy.root_device.type == "cpu":
         # Lightning sets this on import; with it every optimizer step's CUDA check probes NVML
@@ -243,8 +244,8 @@ def _train(
 
     from lossbench.data.batches import OncePerEpoch, TensorBatches
     from lossbench.loggers import build_logger
-    from lossbench.models import build_model
     from lossbench.module import LossbenchModule
+    from lossbench.parts import build_callbacks, build_model, stopped_early, wants_batch_hooks
     from lossbench.tasks import SELECTION, head_size, task_extras
 
     quiet_lightning()
@@ -257,7 +258,9 @@ def _train(
     group = (runtime or {}).get("group") or config["task"]["name"]
     tags = [config["task"]["name"], config["loss"]["name"], *config.get("tags", [])]
     logger = build_logger(config["logger"], out_dir, config["name"], group, tags, config)
-    trainer = build_trainer(config, logger, out_dir)
+    metric, mode = SELECTION[kind]
+    callbacks = build_callbacks(config.get("callbacks"), f"val/{metric}", mode)
+    trainer = build_trainer(config, logger, out_dir, callbacks=callbacks)
     device = trainer.strategy.root_device
     on_device = keep_on_device(config["task"].get("data_path", "auto"), data, device)
     if on_device:
@@ -269,7 +272,8 @@ def _train(
     if config.get("compile"):
         model = torch.compile(model)
     module = LossbenchModule(
-        model, loss_fn, data, config["optimizer"], divergence=config.get("divergence"))
+        model, loss_fn, data, config["optimizer"], divergence=config.get("divergence"),
+        scheduler=config.get("scheduler"))
     module.gradient_clip_val = config["trainer"].get("gradient_clip_val")
     if config["task"].get("augment"):
         from lossbench.data.vision import augment_cifar
@@ -285,13 +289,15 @@ def _train(
             data.x_train, data.y_train, batch_size, seed=seed, order=order,
             rank=trainer.global_rank, world_size=trainer.world_size,
         )
-        if trainer.world_size == 1:  # DDP needs one forward per backward: batch by batch
+        # DDP needs one forward per backward, and a callback with per-batch hooks wants them:
+        # batch by batch. Otherwise one Lightning step walks the whole epoch.
+        if trainer.world_size == 1 and not wants_batch_hooks(callbacks):
             module.epoch_batches, batches = batches, OncePerEpoch()
     else:
         batches = streaming_loader(data, batch_size, seed, device, order)
+    module.steps_per_epoch = len(module.epoch_batches or batches)
     fit(trainer, module, batches)
 
-    metric, mode = SELECTION[kind]
     diverged = module.divergence is not None
     return {
         "status": "diverged" if diverged else "ok",
@@ -301,6 +307,8 @@ def _train(
         "data": getattr(data, "info", None) or {"source": "bundled", "dataset": data.dataset},
         "perturb": data.perturb,
         "metrics": best_and_last(module, trainer.current_epoch - 1),
+        "stopped_early": stopped_early(callbacks),
+        "instantiated": instantiated(config),
         "baselines": baselines,
         "history": module.history,
         "epochs": len(module.history) + int(diverged),
@@ -308,6 +316,18 @@ def _train(
         "device": str(device), "threads": threads,
         "data_path": "device" if on_device else "stream",
     }, logger
+
+
+def instantiated(config: dict[str, Any]) -> dict[str, Any]:
+    """The classes a run was built of (model, optimizer, schedule, callbacks), by import path."""
+    from lossbench.parts import qualified_name
+
+    return {
+        "model": qualified_name(config.get("model")),
+        "optimizer": qualified_name(config.get("optimizer")),
+        "scheduler": qualified_name(config.get("scheduler")),
+        "callbacks": {k: qualified_name(v) for k, v in (config.get("callbacks") or {}).items()},
+    }
 
 
 def _floats(metrics: dict[str, Any]) -> dict[str, float]:

@@ -12,8 +12,6 @@ class ConfigError(ValueError):
 
 
 TASK_KINDS = ("regression", "binary", "multiclass", "embedding", "ranking")
-MODELS = ("mlp", "cnn", "resnet18")
-OPTIMIZERS = ("adam", "adamw", "sgd")
 LOGGERS = ("wandb", "csv", "none")
 WANDB_MODES = ("offline", "online", "disabled")
 
@@ -85,8 +83,6 @@ def validate_config(cfg: dict[str, Any]) -> None:
 
         resolve_task(cfg)  # kind=auto: the kind the data's target makes; loss=auto: its loss
     _choice("task kind", _get(cfg, "task.kind"), TASK_KINDS)
-    _choice("model", _get(cfg, "model.name"), MODELS)
-    _choice("optimizer", _get(cfg, "optimizer.name"), OPTIMIZERS)
     _choice("logger", _get(cfg, "logger.name"), LOGGERS)
     if cfg["logger"]["name"] == "wandb":
         _choice("logger.mode", cfg["logger"].get("mode"), WANDB_MODES)
@@ -106,6 +102,9 @@ def validate_config(cfg: dict[str, Any]) -> None:
         or not all(isinstance(h, int) and not isinstance(h, bool) and h > 0 for h in hidden)
     ):
         raise ConfigError(f"model.hidden_dims must be a list of positive integers, got {hidden!r}")
+    from lossbench.parts import check_parts
+
+    check_parts(cfg)
     fractions = (_get(cfg, "task.val_fraction") or 0) + (_get(cfg, "task.test_fraction") or 0)
     if fractions >= 0.9:
         raise ConfigError(

@@ -28,7 +28,7 @@ class SmallCNN(nn.Module):
     """Two conv blocks plus a linear head; adaptive pooling makes it work for any input size."""
 
     def __init__(
-        self, in_channels: int, num_outputs: int, width: int = 32, dropout: float = 0.0
+        self, in_channels: int, out_features: int, width: int = 32, dropout: float = 0.0
     ) -> None:
         super().__init__()
         self.features = nn.Sequential(
@@ -37,7 +37,7 @@ class SmallCNN(nn.Module):
             nn.AdaptiveAvgPool2d(4),
             nn.Flatten(),
         )
-        self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(2 * width * 16, num_outputs))
+        self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(2 * width * 16, out_features))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(x))
@@ -71,10 +71,10 @@ def _load_matching(model: nn.Module, state: dict[str, torch.Tensor], path: Path)
 
 
 def resnet18_cifar(
-    num_outputs: int, in_channels: int = 3, weights: str | Path | None = None
+    out_features: int, in_channels: int = 3, weights: str | Path | None = None
 ) -> nn.Module:
     """torchvision ResNet-18 for 32×32 inputs: 3×3 stride-1 stem and no max-pool keep resolution."""
-    model = torchvision.models.resnet18(weights=None, num_classes=num_outputs)
+    model = torchvision.models.resnet18(weights=None, num_classes=out_features)
     model.conv1 = nn.Conv2d(in_channels, 64, kernel_size=3, stride=1, padding=1, bias=False)
     model.maxpool = nn.Identity()
     if weights is not None:
