@@ -391,8 +391,17 @@ def not_separated_text(pairs: list[dict[str, Any]]) -> list[str]:
                 reasons.add("few")
             elif p["diff_lo"] > 0 or p["diff_hi"] < 0:
                 reasons.add("holm")
-    lines = [f"{e} is not separated from {join_words(sorted(others))}."
-             for e, others in by_entry.items()]
+    twins: list[set[str]] = []
+    for p in pairs:
+        if p["identical"]:
+            group = next((g for g in twins if p["a"] in g or p["b"] in g), None)
+            if group is None:
+                twins.append({p["a"], p["b"]})
+            else:
+                group |= {p["a"], p["b"]}
+    lines = [f"Identical on every shared seed: {' = '.join(sorted(g))}." for g in twins]
+    lines += [f"{e} is not separated from {join_words(sorted(others))}."
+              for e, others in by_entry.items()]
     if "few" in reasons:
         lines.append(f"With fewer than {MIN_PAIRS} shared seeds no pair can be separated, "
                      "whatever its bootstrap CI; run more seeds for a test.")

@@ -50,7 +50,8 @@ POLICY = {
     "missing": "Failed runs are left out; a loss with no ok or diverged seed on a problem (all "
                "failed, not run) is a hole. Losses that do not fit the task kind are listed as "
                "unfit. Holes are removed by dropping, one at a time, the problem or loss with "
-               "the largest share of holes (a loss on a tie); what was dropped is listed.",
+               "the largest share of holes (the problem on a tie, so that every loss stays "
+               "ranked); what was dropped is listed.",
     "bayesian": "Bayesian signed-rank test (Benavoli et al. 2017, baycomp) on the normalised "
                 "score, the fraction of the gap between the trivial baseline (0) and the best "
                 "loss (1) of each problem; problems where no loss beats the trivial baseline "
@@ -84,7 +85,7 @@ def drop_holes(usable: pd.DataFrame) -> tuple[list[str], list[str], list[dict[st
             break
         row_share = 1 - sub.mean(axis=1)
         col_share = 1 - sub.mean(axis=0)
-        if col_share.max() >= row_share.max():
+        if col_share.max() > row_share.max():  # on a tie keep the losses, drop the problem
             name = col_share.idxmax()
             holes = [r for r in rows if not sub.at[r, name]]
             dropped.append({"loss": name, "reason": f"no usable result on {len(holes)} of "

@@ -179,22 +179,36 @@ def plot_sweeps(lb: pd.DataFrame, task: Task, key: str, out: Path,
     losses' range."""
     from matplotlib.figure import Figure
 
+    from lossbench.report import entry_label
+
     sel = task.sel
     sub = lb[lb[key].notna()] if key in lb else lb[:0]
     if sub[key].dtype.kind not in "iuf" or sub[key].nunique() < 2 or f"{sel}_mean" not in sub:
         return []
     others = [k for k in task.context if k != key and k in sub and sub[k].nunique() > 1]
     paths = []
+    # A loss's own hyperparameter joins that loss's entries into one line.
+    line_keys = ["loss", *(k for k in task.variant if k != key)] if key in task.variant \
+        else ["entry"]
     for values, part in (sub.groupby(others, dropna=False) if others else [((), sub)]):
         values = values if isinstance(values, tuple) else (values,)
         base = part["entry"].str.startswith(BASELINE)
-        fig = Figure(figsize=(10, 4.5))
-        ax, bax = fig.subplots(1, 2, sharex=True, gridspec_kw={"width_ratios": [2.2, 1]})
-        for panel, rows in ((ax, part[~base]), (bax, part[base])):
-            for entry, g in rows.groupby("entry"):
+        if base.any():
+            fig = Figure(figsize=(10, 4.5))
+            ax, bax = fig.subplots(1, 2, sharex=True, gridspec_kw={"width_ratios": [2.2, 1]})
+            panels = ((ax, part[~base]), (bax, part[base]))
+            bax.set_title("baselines (own scale)", fontsize=10)
+        else:
+            fig = Figure(figsize=(7.5, 4.5))
+            ax = fig.add_subplot()
+            panels = ((ax, part),)
+        for panel, rows in panels:
+            for line, g in rows.groupby(line_keys, dropna=False):
                 g = g.sort_values(key)
                 x = g[key].to_numpy(float)
-                colour = colours.get(entry, BASELINE_COLOUR)
+                entry = g["entry"].iloc[0] if line_keys == ["entry"] else \
+                    entry_label(line[0], line_keys[1:], list(line[1:]))
+                colour = colours.get(entry, colours.get(g["entry"].iloc[0], BASELINE_COLOUR))
                 panel.plot(x, g[f"{sel}_mean"].to_numpy(float), marker="o",
                            linestyle="--" if entry.startswith(BASELINE) else "-",
                            color=None if entry.startswith(BASELINE) else colour,
@@ -208,7 +222,6 @@ def plot_sweeps(lb: pd.DataFrame, task: Task, key: str, out: Path,
                 panel.legend(fontsize="small")
         ax.set_ylabel(f"{short_metric(sel)} ({mode_words(task.mode)})")
         ax.set_title("losses: mean and 95% CI at the best-validation epoch", fontsize=10)
-        bax.set_title("baselines (own scale)", fontsize=10)
         where = kv_text([key_words(k) for k in others], list(values))
         fig.suptitle(f"{task.name}{': ' + where if where else ''}: {short_metric(sel)} against "
                      f"{key_words(key)}")
