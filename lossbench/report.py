@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import sys
 from dataclasses import dataclass, field
 from itertools import combinations
@@ -513,40 +512,6 @@ def print_table(result: dict[str, Any]) -> None:
                   "(index.html, across.md, leaderboard.md)")
 
 
-def log_wandb(folders: list[Path], out: Path, lb: pd.DataFrame, pairs: pd.DataFrame,
-              across: dict[str, Any], plots: list[Path]) -> None:
-    """Leaderboard, pair tests, cross-problem tables and plots to one summary run."""
-    import pandas as pd
-    import wandb
-
-    def table(df: pd.DataFrame) -> Any:
-        clean = df.astype(object).where(df.notna(), None)
-        return wandb.Table(columns=[str(c) for c in clean.columns], data=clean.values.tolist())
-
-    group = folders[0].resolve().name
-    run = wandb.init(project=os.environ.get("WANDB_PROJECT", "lossbench"),
-                     mode=os.environ.get("WANDB_MODE", "offline"), group=group,
-                     job_type="report", dir=str(out), name=f"report-{group}")
-    data = {"leaderboard": table(lb.drop(columns=["history"], errors="ignore")),
-            **({"paired": table(pairs)} if len(pairs) else {})}
-    for kind, summary in across["kinds"].items():
-        ranks_df = pd.DataFrame([{"loss": k, "mean_rank": v,
-                                  "ci_lo": summary["mean_rank_ci"][k][0],
-                                  "ci_hi": summary["mean_rank_ci"][k][1]}
-                                 for k, v in summary["mean_rank"].items()])
-        data[f"across/{kind}/mean_rank"] = table(ranks_df)
-        if summary["pairwise"]:
-            data[f"across/{kind}/pairwise"] = table(pd.DataFrame(summary["pairwise"]))
-        if summary["bayesian"]:
-            data[f"across/{kind}/bayesian"] = table(pd.DataFrame(summary["bayesian"]))
-        run.summary[f"across/{kind}/friedman_p"] = summary["friedman_p"]
-        run.summary[f"across/{kind}/cd"] = summary["cd"]
-        run.summary[f"across/{kind}/verdict"] = summary["verdict"]
-    data.update({f"plots/{p.stem}": wandb.Image(str(p)) for p in plots})
-    run.log(data)
-    run.finish()
-
-
 def build_report(folders: list[Path], out_dir: Path | None = None,
                  wandb_log: bool = False) -> dict:
     """Read all runs under folders and write the report files; returns tables and paths."""
@@ -579,7 +544,7 @@ def build_report(folders: list[Path], out_dir: Path | None = None,
     colours = colour_map(sorted(set(lb["entry"])))
     plots = {t.name: plot_task(frames[t.name], lb[lb["task"] == t.name], t, out, colours)
              for t in tasks}
-    across = across_summary(tasks, lb, runs)
+    across = across_summary(tasks, lb, pairs)
     across_plots = write_across(out, across, colours)
     front = ["task", "kind", "problem", "entry", "loss",
              *dict.fromkeys(k for t in tasks for k in t.swept), "rank", "normalised", "n_seeds",
@@ -596,7 +561,10 @@ def build_report(folders: list[Path], out_dir: Path | None = None,
               "tasks": tasks, "n_runs": len(runs),
               "verdicts": {k: v["verdict"] for k, v in across["kinds"].items()}}
     if wandb_log:
-        log_wandb(folders, out, lb, pair_df, across, result["plots"])
+        from lossbench.report_wandb import log_wandb
+
+        result["dashboard"] = log_wandb(folders, out, lb, pair_df, across, result["plots"],
+                                        tasks)
     return result
 
 

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from lossbench.report_format import (
     fmt,
     join_words,
+    key_words,
     md_table,
     metric_words,
     mode_words,
@@ -21,6 +22,7 @@ from lossbench.report_format import (
 from lossbench.stats import (
     ALPHA,
     BAYES_SAMPLES,
+    MIN_PAIRS,
     ROPE,
     bayes_signed_rank,
     bootstrap_ci,
@@ -110,7 +112,7 @@ def cell_status(row: pd.Series) -> str:
 
 
 def kind_summary(kind: str, tasks: list[Task], lb: pd.DataFrame, ids: dict,
-                 rope: float = ROPE) -> dict[str, Any]:
+                 pairs: list[dict[str, Any]], rope: float = ROPE) -> dict[str, Any]:
     """The cross-problem statistics of one task kind (see POLICY)."""
     import numpy as np
     import pandas as pd
@@ -146,9 +148,14 @@ def kind_summary(kind: str, tasks: list[Task], lb: pd.DataFrame, ids: dict,
         "friedman_statistic": None, "friedman_note": None, "cd": None, "cd_method": "nemenyi",
         "nemenyi_p": {}, "pairwise": [], "bayesian": [], "bayesian_problems": [],
         "bayesian_excluded_problems": [], "rope": rope, "bayes_samples": BAYES_SAMPLES,
-        "normalised_mean": {}, "holes_dropped": len(dropped),
+        "normalised_mean": {}, "datasets": [], "setting_keys": [],
+        "holes_dropped": len(dropped), "leading_pair_per_problem": {},
     }
     summary["baseline_beats_all"] = baseline_beats_all(lb, ids, task)
+    used = losses[losses["pid"].isin(rows)]
+    summary["datasets"] = list(dict.fromkeys(used["dataset"]))
+    keys = dict.fromkeys(k for t in tasks for k in t.context if k != "dataset" and k in used)
+    summary["setting_keys"] = [k for k in keys if used[k].astype(str).nunique() > 1]
     if not rows or not cols:
         summary["verdict"] = verdict(kind, summary)
         return summary
@@ -188,6 +195,8 @@ def kind_summary(kind: str, tasks: list[Task], lb: pd.DataFrame, ids: dict,
     summary["normalised_mean"] = {e: _num(np.nanmean(norm[:, j])) if np.isfinite(norm[:, j]).any()
                                   else None for j, e in enumerate(cols)}
     bayes_scores(summary, norm, diverged, rows, cols, rope)
+    if k >= 2:
+        summary["leading_pair_per_problem"] = leading_pair_per_problem(pairs, rows, cols[:2])
     summary["verdict"] = verdict(kind, summary)
     return summary
 
@@ -220,6 +229,22 @@ def bayes_scores(summary: dict[str, Any], norm: np.ndarray, diverged: np.ndarray
                                     "p_equal": peq, "p_b_better": pb,
                                     "n_problems": int(len(scores)),
                                     "leading": i == 0})
+
+
+def leading_pair_per_problem(pairs: list[dict[str, Any]], problems: list[str],
+                             two: list[str]) -> dict[str, list[str]]:
+    """Where the per-problem paired test of the two best-ranked losses says more than 'equal':
+    problems where it separates them, and where only the bootstrap CI excludes 0."""
+    out: dict[str, list[str]] = {"separated": [], "ci_excludes_zero": []}
+    for p in pairs:
+        if {p["a"], p["b"]} != set(two) or p["problem"] not in problems:
+            continue
+        if p["separated"]:
+            out["separated"].append(p["problem"])
+        elif p["diff_lo"] > 0 or p["diff_hi"] < 0:
+            out["ci_excludes_zero"].append(p["problem"])
+            out.setdefault("shared_seeds", []).append(p["n_pairs"])
+    return out
 
 
 def baseline_beats_all(lb: pd.DataFrame, ids: dict, task: Task) -> list[dict[str, Any]]:
@@ -285,8 +310,12 @@ def verdict(kind: str, s: dict[str, Any]) -> str:
 
 def leader_sentence(kind: str, s: dict[str, Any]) -> str:
     n, losses, mr = len(s["problems"]), s["losses"], s["mean_rank"]
-    names = s["problems"][:4]
-    listed = join_words(names) + (f" and {n - 4} more" if n > 4 else "")
+    datasets = s["datasets"]
+    listed = join_words(datasets[:4]) + (f" and {len(datasets) - 4} more" if len(datasets) > 4
+                                         else "")
+    if n > len(datasets):  # several settings per data set: name what varies
+        keys = [key_words(k) if k != "perturb" else "perturbation" for k in s["setting_keys"]]
+        listed += f" under {' and '.join(keys) or 'several settings'}"
     seeds = s["seeds"]
     seed_text = (f"{seeds[0]} seed{'s' if seeds[0] != 1 else ''} each" if len(seeds) == 1
                  else f"{seeds[0]}-{seeds[-1]} seeds each")
@@ -320,6 +349,17 @@ def rival_sentence(s: dict[str, Any]) -> str:
             text = (f"the Bayesian test does not decide between {best} and {second}: "
                     f"P({best} better) = {pb:.2f}, P(equivalent) = {peq:.2f}, "
                     f"P({second} better) = {ps:.2f} ({rope})")
+    per = s.get("leading_pair_per_problem") or {}
+    if probs is not None and (peq >= 0.5 or max(pb, ps) < 0.5):  # equal or undecided: say
+        if per.get("separated"):                                 # where the seeds disagree
+            text += (f", though the per-problem paired test separates them on "
+                     f"{join_words(per['separated'][:3])}")
+        if per.get("ci_excludes_zero"):
+            few = min(per["shared_seeds"])
+            why = (f"{few} seeds, too few for the Wilcoxon test" if few < MIN_PAIRS
+                   else "not significant after Holm's correction")
+            text += (f", though on {join_words(per['ci_excludes_zero'][:3])} their paired "
+                     f"bootstrap CI excludes 0 ({why})")
     if s["friedman_p"] is None:
         text += f"; the Friedman test does not apply ({s['friedman_note']})"
     elif s["friedman_p"] >= ALPHA:
@@ -334,7 +374,7 @@ def rival_sentence(s: dict[str, Any]) -> str:
         else:
             text += (f"; Friedman p = {p_text(s['friedman_p'])}, but no loss ranks more than the "
                      f"Nemenyi CD ({s['cd']:.2f}) below {best}")
-    return text + "."
+    return (text[0].upper() + text[1:] if text.startswith("the ") else text) + "."
 
 
 def baseline_sentences(s: dict[str, Any]) -> list[str]:
@@ -348,9 +388,10 @@ def baseline_sentences(s: dict[str, Any]) -> list[str]:
     for b in beats:
         d = separating_digits([b["baseline_mean"], b["best_mean"]])
         by_base.setdefault(b["baseline"], []).append(
-            f"{b['problem']} ({fmt(b['baseline_mean'], d)} against {b['best_loss']}'s "
+            f"{b['problem']} ({fmt(b['baseline_mean'], d)} vs {b['best_loss']} "
             f"{fmt(b['best_mean'], d)})")
-    parts = [f"{name} on {join_words(where[:3])}"
+    join = "; ".join if any("," in b["problem"] for b in beats) else join_words
+    parts = [f"{name} on {join(where[:3])}"
              + (f" and {len(where) - 3} more" if len(where) > 3 else "")
              for name, where in by_base.items()]
     where = (f"every problem ({total})" if len(beats) == total
@@ -359,14 +400,16 @@ def baseline_sentences(s: dict[str, Any]) -> list[str]:
             f"{'; '.join(parts)}."]
 
 
-def across_summary(tasks: list[Task], lb: pd.DataFrame, runs: list[dict[str, Any]],
+def across_summary(tasks: list[Task], lb: pd.DataFrame, pairs: list[dict[str, Any]],
                    rope: float = ROPE) -> dict[str, Any]:
     """Every task kind's cross-problem summary, as across.json holds it."""
     ids = problem_ids(tasks, lb)
     kinds = {}
     for kind in sorted({t.kind for t in tasks}):
         ktasks = [t for t in tasks if t.kind == kind]
-        kinds[kind] = kind_summary(kind, ktasks, lb[lb["kind"] == kind], ids, rope)
+        mine = [{**p, "problem": ids[(p["task"], p["problem"])]} for p in pairs
+                if p["kind"] == kind]
+        kinds[kind] = kind_summary(kind, ktasks, lb[lb["kind"] == kind], ids, mine, rope)
     return {"schema": SCHEMA, "alpha": ALPHA, "rope": rope, "policy": POLICY, "kinds": kinds}
 
 

@@ -114,8 +114,10 @@ def plot_selection(ok: pd.DataFrame, board: pd.DataFrame, task: Task, name: str,
             left, right = min(left, value - 0.05 * width), max(right, value + 0.05 * width)
             ax.axvline(value, color=BASELINE_COLOUR, linestyle="--", linewidth=1)
             ax.annotate(f"{label} {fmt(value, digits)}", (value, 1), xycoords=("data",
-                        "axes fraction"), rotation=90, va="top", ha="right", fontsize=8,
-                        color=BASELINE_COLOUR)
+                        "axes fraction"), xytext=(2, -2), textcoords="offset points",
+                        rotation=90, va="top", ha="left", fontsize=8, color=BASELINE_COLOUR,
+                        bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.8,
+                              "pad": 1})
         else:
             off.append(f"{label} {fmt(value, digits)} ({'left' if value < left else 'right'})")
     ax.set_xlim(left, right)
@@ -163,6 +165,9 @@ def plot_curves(ok: pd.DataFrame, board: pd.DataFrame, task: Task, name: str, ou
         ax.plot(curve.index, curve.to_numpy(float), label=" = ".join(group),
                 color=colours.get(group[0]), marker="o" if len(curve) < 15 else None,
                 markersize=3)
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("epoch")
     ax.set_ylabel(f"{metric_words(task.val_metric)}, mean over seeds")
     ax.set_title(f"{problem_title(task, str(board['problem'].iloc[0]))}: "

@@ -311,3 +311,29 @@ def test_cli_no_results(tmp_path: Path, make: str) -> None:
     assert len(lines) == 1 and lines[0].startswith("lossbench.report: ")
     assert str(folder) in lines[0] and "Traceback" not in proc.stderr
     assert main([str(folder)]) == 2
+
+
+def test_dashboard_view_built_offline(swept: Path) -> None:
+    """The workspace view a logged-in user gets, built and checked, never saved."""
+    pytest.importorskip("wandb_workspaces", reason="the dashboard needs wandb-workspaces")
+    import wandb_workspaces.reports.v2 as wr
+
+    from lossbench.report_wandb import dashboard
+
+    result = build_report([swept])
+    view = dashboard("someone", "lossbench", "sweep-group", result["tasks"])
+    (section,) = view.sections
+    assert section.name == "binary"
+    line, parallel = section.panels
+    assert isinstance(line, wr.LinePlot) and line.y == ["val/auroc"] and line.x == "epoch"
+    assert line.groupby == wr.Config("loss.name")
+    assert isinstance(parallel, wr.ParallelCoordinatesPlot)
+    axes = [c.metric for c in parallel.columns]
+    assert axes[:3] == [wr.Config("loss.name"), wr.Config("task.dataset"),
+                        wr.Config("perturb.name")]
+    assert wr.Config("perturb.positive_fraction") in axes and wr.Config("loss.gamma") in axes
+    assert axes[-1] == wr.SummaryMetric("best/test/auroc")
+    pinned = view.runset_settings.pinned_columns
+    assert {"summary:best/test/auroc", "summary:last/test/auroc", "config:loss.name"} <= set(pinned)
+    assert "sweep-group" in str(view.runset_settings.filters)
+    view._to_model()  # serialises as it would be sent, without a server
