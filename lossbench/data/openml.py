@@ -112,10 +112,11 @@ def _load(key: int | str, version: str, target: str | None, home_text: str,
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # "multiple active versions", inactive-set notes
-            bunch = fetch_openml(
-                **kwargs, data_home=str(home), as_frame=True, parser="auto",
-                target_column=target if target else "default-target", n_retries=1, delay=0.5,
-            )
+            # Every column as data: the target is taken here, so that rows without one are
+            # dropped and counted as for a table (fetch_openml refuses a numeric target
+            # with missing values).
+            bunch = fetch_openml(**kwargs, data_home=str(home), as_frame=True, parser="auto",
+                                 target_column=None, n_retries=1, delay=0.5)
     except OSError as err:  # URLError, HTTPError, timeouts: no network, or no such file
         reason = getattr(err, "reason", None) or err
         raise ConfigError(f"{what} is not in the cache at {cache} and needs a download, which "
@@ -123,16 +124,22 @@ def _load(key: int | str, version: str, target: str | None, home_text: str,
                           f"with network access once, or copy a cache there") from None
     except (ValueError, KeyError) as err:
         raise ConfigError(f"{what}: {one_line(str(err), 200)}") from None
-    features, y = bunch.data, bunch.target
-    if y is None or getattr(y, "ndim", 1) != 1:
-        names = [] if y is None else list(getattr(y, "columns", []))
-        raise ConfigError(f"{what} has {'no' if not names else len(names)} default target "
-                          f"column(s){': ' + ', '.join(names) if names else ''}; name one with "
-                          f"task.target= (columns: {', '.join(map(str, features.columns))})")
     import pandas as pd
 
+    frame = bunch.data
+    columns = [str(c) for c in frame.columns]
+    default = str(bunch.details.get("default_target_attribute") or "")
+    target_name = target or default
+    if not target_name or "," in target_name:
+        raise ConfigError(f"{what} has {'no' if not default else 'several'} default target "
+                          f"column(s){': ' + default if default else ''}; name one with "
+                          f"task.target= (columns: {', '.join(columns)})")
+    if target_name not in frame.columns:
+        raise ConfigError(f"task.target {target_name!r} is not a column of {what} "
+                          f"(columns: {', '.join(columns)})")
+    y = frame[target_name]
+    features = frame.drop(columns=[target_name])
     name = str(bunch.details.get("name", key))
-    target_name = str(y.name)
     nominal = not pd.api.types.is_numeric_dtype(y) or isinstance(y.dtype, pd.CategoricalDtype)
     levels = int(y.dropna().nunique())
     kind = ("binary" if levels == 2 else "multiclass") if nominal else "regression"
@@ -140,8 +147,9 @@ def _load(key: int | str, version: str, target: str | None, home_text: str,
               else f"OpenML's target {target_name!r} is numeric")
     data_id = int(bunch.details.get("id", key if isinstance(key, int) else 0))
     return SourceData(
-        name=name, features=features.reset_index(drop=True), target=y.to_numpy(dtype=object)
-        if nominal else y.to_numpy(), kind=kind, kind_reason=reason,
+        name=name, features=features.reset_index(drop=True),
+        target=y.to_numpy(dtype=object) if nominal else y.astype("float64").to_numpy(),
+        kind=kind, kind_reason=reason,
         info={"source": "openml", "data_id": data_id, "name": name,
               "version": bunch.details.get("version"), "target": target_name,
               "url": bunch.url, "licence": bunch.details.get("licence"),
