@@ -499,7 +499,7 @@ def print_table(result: dict[str, Any]) -> None:
         table = Table(title=f"{task.name}: {metric_words(task.sel)} ({mode_words(task.mode)})",
                       box=box.SIMPLE, padding=(0, 1))
         rows = compact(board, task, short=True)
-        keep = [h for h in rows[0] if h not in ("normalised score",)] if rows else []
+        keep = list(rows[0]) if rows else []
         for i, head in enumerate(keep):
             table.add_column(escape(head), justify="right" if i > 2 else "left",
                              no_wrap=i > 2, overflow="fold")
@@ -524,7 +524,10 @@ def build_report(folders: list[Path], out_dir: Path | None = None,
     folders = [Path(f) for f in folders]
     runs = load_runs(find_results(folders))
     out = Path(out_dir) if out_dir else folders[0] / "report"
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ReportError(f"cannot write the report to {out}: {exc.strerror}") from exc
     for run in runs:
         run["_overrides"] = parse_overrides(run.get("overrides"))
     tasks, frames, boards, pairs = [], {}, [], []

@@ -252,7 +252,9 @@ def baseline_beats_all(lb: pd.DataFrame, ids: dict, task: Task) -> list[dict[str
     import numpy as np
 
     sel = f"{task.sel}_mean"
-    out = []
+    out: list[dict[str, Any]] = []
+    if sel not in lb:
+        return out
     for (t, problem), board in lb.groupby(["task", "problem"], sort=False):
         base = board["entry"].str.startswith("baseline:")
         healthy = board[~base & (board["n_diverged"] == 0) & board[sel].notna()]

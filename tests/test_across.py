@@ -44,8 +44,9 @@ def report_cli(*folders: Path, out: Path) -> subprocess.Popen:
 
 
 @pytest.fixture(scope="module")
-def sweeps(new_cli) -> dict[str, Any]:
-    """The three sweeps side by side, then their reports side by side (CLI, subprocesses)."""
+def sweeps(new_cli, custom_loss_sweep) -> dict[str, Any]:
+    """The three sweeps side by side (conftest's custom-loss sweep runs beside them too), then
+    their reports side by side (CLI, subprocesses)."""
     started = {name: new_cli(f"across_{name}").start(*args) for name, args in SWEEPS.items()}
     folders = {}
     for name, job in started.items():
@@ -446,4 +447,33 @@ def test_missing_cells_policy(tmp_path: Path) -> None:
     assert "logistic_regression on p1" in s["verdict"] and "1 of 4 problems" in s["verdict"]
     md = (folder / "report" / "across.md").read_text()
     assert "| p4 |" in md and "failed" in md.split("| p4 |")[1].splitlines()[0]
+    assert "diverged 1x" in md
+
+
+def test_real_failed_and_diverged_runs(sweeps: dict[str, Any], custom_loss_sweep,
+                                       tmp_path: Path) -> None:
+    """conftest's sweep: user losses at a sane and an absurd learning rate; one loss always
+    raises (failed), the absurd rate blows the others up (diverged)."""
+    done = custom_loss_sweep.wait()
+    (folder,) = (done.cwd / "outputs" / "sweeps").glob("*/*")
+    runs = read_results(folder)
+    status = {(r["loss"], r["config"]["optimizer"]["lr"]): r["status"] for r in runs}
+    result = build_report([folder], out_dir=tmp_path / "report")
+    s = result["across"]["kinds"]["regression"]
+    boom = "Boom"
+    assert all(v == "failed" for (loss, _), v in status.items() if loss == boom)
+    assert s["excluded_losses"][0]["loss"] == boom  # failed on every problem
+    assert "2 of 2 problems" in s["excluded_losses"][0]["reason"]
+    assert len(s["problems"]) == 2 and boom not in s["losses"]
+    for problem, row in s["rank_matrix"].items():
+        lr = 1e30 if "1e30" in problem else 0.003
+        diverged = [e for e in row if status[(e, lr)] == "diverged"]
+        assert diverged if lr == 1e30 else not diverged
+        if len(diverged) == len(row):  # every loss blew up: they share the ranks
+            assert set(row.values()) == {(1 + len(row)) / 2}
+        for e in diverged:
+            assert row[e] >= max(v for k, v in row.items() if k not in diverged)
+    assert "left out" in s["verdict"]
+    md = (tmp_path / "report" / "across.md").read_text()
+    assert "### Left out" in md and boom in md.split("### Left out")[1]
     assert "diverged 1x" in md

@@ -337,3 +337,21 @@ def test_dashboard_view_built_offline(swept: Path) -> None:
     assert {"summary:best/test/auroc", "summary:last/test/auroc", "config:loss.name"} <= set(pinned)
     assert "sweep-group" in str(view.runset_settings.filters)
     view._to_model()  # serialises as it would be sent, without a server
+
+
+def test_every_run_failed(tmp_path: Path) -> None:
+    folder = tmp_path / "failed"
+    for seed in range(2):
+        for loss in ("huber", "mse"):
+            write_run(folder, loss=loss, seed=seed, score=0, status="failed", metrics=False)
+    result = build_report([folder])
+    assert "no cross-problem ranking" in result["verdicts"]["regression"]
+    assert (folder / "report" / "index.html").exists()
+
+
+def test_cli_unwritable_out(sweep: Path, tmp_path: Path) -> None:
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    proc = run_cli(str(sweep), "--out", str(blocker / "report"))
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1
+    assert "cannot write the report" in proc.stderr
