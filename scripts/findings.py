@@ -56,7 +56,7 @@ FINDINGS: dict[str, Finding] = {
     "stability": Finding(
         (("optimizer.lr", "lr"), ("task.input_scale", "input scale")),
         (("best/test/auroc", "best AUROC"), ("last/test/auroc", "last AUROC")),
-        "binary_vs_optimizer.lr.png"),
+        "binary_task.input_scale=1_vs_optimizer.lr.png"),
 }
 
 
