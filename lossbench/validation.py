@@ -69,7 +69,13 @@ def _missing(node: Any, prefix: str = "") -> str | None:
     return None
 
 
-MISSING_HINTS = {"loss._target_": "your nn.Module by import path, e.g. loss._target_=my_pkg.MyLoss"}
+MISSING_HINTS = {
+    "loss._target_": "your nn.Module by import path, e.g. loss._target_=my_pkg.MyLoss",
+    "task.path": "your file (task=table: CSV, TSV or Parquet) or folder of class subfolders "
+                 "(task=image_folder), e.g. task.path=data.csv",
+    "task.target": "the column to predict, e.g. task.target=price",
+    "task.dataset": "an OpenML data id or name, e.g. task.dataset=31 or task.dataset=credit-g",
+}
 
 
 def validate_config(cfg: dict[str, Any]) -> None:

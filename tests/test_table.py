@@ -312,3 +312,12 @@ def test_parquet_without_pyarrow_says_what_to_install(tables, tmp_path: Path) ->
                           timeout=120)
     assert proc.returncode != 0
     assert "reading Parquet needs pyarrow: pip install pyarrow" in proc.stderr
+
+
+@pytest.mark.parametrize(("overrides", "expected"), [
+    ((), "task.path must be set: your file"),
+    (("task.path=data.csv",), "task.target must be set: the column to predict"),
+])
+def test_unset_path_and_target_say_what_to_set(overrides, expected) -> None:
+    with pytest.raises(ConfigError, match=expected):
+        config("task=table", *overrides)
