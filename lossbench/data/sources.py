@@ -45,11 +45,11 @@ class SourceData:
 
 @dataclass(frozen=True)
 class Source:
-    """One origin of data: how its files become SourceData, and whether it can infer a kind."""
+    """One origin of data: how its files become SourceData (torchvision's sets keep their own
+    path, lossbench.data.images, since their test split is the data set's own)."""
 
     name: str
     load: Callable[[dict[str, Any]], SourceData]
-    infers_kind: bool = True
 
 
 def _bundled(task: dict[str, Any]) -> SourceData:
@@ -124,10 +124,9 @@ def _kind_and_reason(config: dict[str, Any]) -> tuple[str, str | None]:
     kind = task.get("kind")
     if kind != "auto":
         return kind, task.get("kind_reason")
-    name = source_name(task)
-    if name == "torchvision" or not SOURCES[name].infers_kind:
-        raise ConfigError(f"task.kind=auto needs a source that infers the kind (bundled, table, "
-                          f"openml); task.source={name} needs task.kind= set")
+    if source_name(task) == "torchvision":
+        raise ConfigError("task.kind=auto needs a source that infers the kind (bundled, table, "
+                          "openml, image_folder); task.source=torchvision needs task.kind= set")
     return infer_kind(load_source(task), task)
 
 
@@ -196,10 +195,10 @@ def _names(values: Any) -> list[str]:
     return out
 
 
-def _one_class(target: str, values: Any) -> str:
+def _one_class(target: str, values: Any, what: str = "one class") -> str:
     if len(values) == 0:
         return f"{target} has no values (every row's target is missing)"
-    return f"{target} has one class ({_names(values.unique()[:1])[0]!r}): nothing to learn"
+    return f"{target} has {what} ({_names(values.unique()[:1])[0]!r}): nothing to learn"
 
 
 # ---------------------------------------------------------------- targets
@@ -227,9 +226,12 @@ def encode_target(source: SourceData, kind: str, target: str = "the target") -> 
                 if len(values) else None
             raise ConfigError(f"task.kind={kind} needs a numeric target; {target} holds "
                               f"{values.dtype} values (e.g. {example!r}): use task.kind=auto")
-        if len(values) == 0:
-            raise ConfigError(_one_class(target, values))
-        return Targets(keep, values.to_numpy(dtype=np.float64), None)
+        numbers = values.to_numpy(dtype=np.float64)
+        if values.nunique() < 2:
+            raise ConfigError(_one_class(target, values, "a single value"))
+        if not np.isfinite(numbers).all():
+            raise ConfigError(f"{target} holds infinite values; a {kind} target must be finite")
+        return Targets(keep, numbers, None)
     codes, uniques = _factorize(values)
     if len(uniques) < 2:
         raise ConfigError(_one_class(target, values))
@@ -317,7 +319,8 @@ def _torchvision(config: dict[str, Any]):
         task.get("data_dir"), task.get("download", True), perturb=config.get("perturb"),
         split=task.get("split", "samples"), options=task,
     )
+    split = {s: len(data.split(s)[1]) for s in ("train", "val", "test")}
     return replace(data, info={
         "source": "torchvision", "dataset": data.dataset, "kind": data.kind,
-        "rows": {s: len(data.split(s)[1]) for s in ("train", "val", "test")},
+        "rows": sum(split.values()), "split": split,
     })
