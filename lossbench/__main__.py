@@ -33,10 +33,11 @@ def known_keys(group: str) -> set[str]:
     import yaml
 
     keys: set[str] = set()
-    folder = resources.files("lossbench.conf").joinpath(group)
-    for option in group_options(group):
-        node = yaml.safe_load(folder.joinpath(f"{option}.yaml").read_text()) or {}
-        keys.update(k for k in node if k != "defaults")
+    for folder_name in (group, f"{group}_base"):  # task_base/: what image tasks share
+        folder = resources.files("lossbench.conf").joinpath(folder_name)
+        for option in group_options(folder_name):
+            node = yaml.safe_load(folder.joinpath(f"{option}.yaml").read_text()) or {}
+            keys.update(k for k in node if k != "defaults")
     return keys
 
 
@@ -124,7 +125,7 @@ def run_job(cfg: DictConfig) -> list[dict[str, Any]]:
     seeds = job_seeds(cfg)
     if seeds is None:
         return [run(cfg)]
-    from lossbench.multiseed import run_seeds
+    from lossbench.stack import run_seeds
 
     if not seeds or len(set(seeds)) != len(seeds):
         return [{"status": "failed", "reason": (

@@ -29,13 +29,16 @@ from lossbench.data.tabular import TaskData
 
 @dataclass(frozen=True)
 class DivergenceRule:
-    loss_factor: float | None = 1000.0
-    metric_factor: float | None = 5.0
+    """The factors of the rules above. Their defaults live in conf/config.yaml (`divergence`)
+    only: a rule left unset here is off, and NaN/inf is always a divergence."""
+
+    loss_factor: float | None = None
+    metric_factor: float | None = None
 
     @classmethod
     def from_config(cls, cfg: dict[str, Any] | None) -> DivergenceRule:
         cfg = cfg or {}
-        return cls(cfg.get("loss_factor", 1000.0), cfg.get("metric_factor", 5.0))
+        return cls(cfg.get("loss_factor"), cfg.get("metric_factor"))
 
     def check(
         self, train_loss: float, first_loss: float | None, finite: bool, error: float | None,

@@ -15,32 +15,36 @@ TASK_KINDS = ("regression", "binary", "multiclass", "embedding", "ranking")
 LOGGERS = ("wandb", "csv", "none")
 WANDB_MODES = ("offline", "online", "disabled")
 
-# Dotted config key -> the values it may take.
+# Dotted config key -> the values it may take. Ranges only: every default lives in conf/*.yaml
+# (Param's default stays None here, so the two cannot disagree).
 RANGES: dict[str, Param] = {
-    "seed": Param(0, low=0, kind="int"),
-    "batch_size": Param(64, low=1, kind="int"),
-    "threads": Param(0, low=0, kind="int"),
-    "optimizer.lr": Param(1e-3, low=0.0, low_open=True),
-    "optimizer.weight_decay": Param(0.0, low=0.0),
+    "seed": Param(None, low=0, kind="int"),
+    "batch_size": Param(None, low=1, kind="int"),
+    "threads": Param(None, low=0, kind="int"),
+    "optimizer.lr": Param(None, low=0.0, low_open=True),
+    "optimizer.weight_decay": Param(None, low=0.0),
     # momentum >= 1 (or a beta >= 1) only diverges; eps = 0 divides by zero
-    "optimizer.momentum": Param(0.9, low=0.0, high=1.0, high_open=True),
-    "optimizer.eps": Param(1e-8, low=0.0, low_open=True),
-    "optimizer.betas.0": Param(0.9, low=0.0, high=1.0, high_open=True),
-    "optimizer.betas.1": Param(0.999, low=0.0, high=1.0, high_open=True),
-    "divergence.loss_factor": Param(1000.0, low=1.0, low_open=True, allow_none=True),
-    "divergence.metric_factor": Param(5.0, low=1.0, low_open=True, allow_none=True),
-    "retries": Param(0, low=0, kind="int"),
-    "trainer.max_epochs": Param(1, low=1, kind="int"),
-    "model.dropout": Param(0.0, low=0.0, high=1.0, high_open=True),
-    "task.input_scale": Param(1.0, low=0.0, low_open=True),
-    "task.val_size": Param(5000, low=1, kind="int"),
-    "task.val_fraction": Param(0.2, low=0.0, high=1.0, low_open=True, high_open=True),
-    "task.test_fraction": Param(0.2, low=0.0, high=1.0, low_open=True, high_open=True),
+    "optimizer.momentum": Param(None, low=0.0, high=1.0, high_open=True),
+    "optimizer.eps": Param(None, low=0.0, low_open=True),
+    "optimizer.betas.0": Param(None, low=0.0, high=1.0, high_open=True),
+    "optimizer.betas.1": Param(None, low=0.0, high=1.0, high_open=True),
+    "divergence.loss_factor": Param(None, low=1.0, low_open=True, allow_none=True),
+    "divergence.metric_factor": Param(None, low=1.0, low_open=True, allow_none=True),
+    "retries": Param(None, low=0, kind="int"),
+    "trainer.max_epochs": Param(None, low=1, kind="int"),
+    "model.dropout": Param(None, low=0.0, high=1.0, high_open=True),
+    "task.input_scale": Param(None, low=0.0, low_open=True),
+    "task.val_size": Param(None, low=1, kind="int"),
+    "task.val_fraction": Param(None, low=0.0, high=1.0, low_open=True, high_open=True),
+    "task.test_fraction": Param(None, low=0.0, high=1.0, low_open=True, high_open=True),
 }
 
 
-def _get(cfg: dict[str, Any], dotted: str) -> Any:
-    """The value at a dotted key (`optimizer.betas.0` indexes a list); None when absent."""
+_ABSENT = object()
+
+
+def _get(cfg: dict[str, Any], dotted: str, absent: Any = None) -> Any:
+    """The value at a dotted key (`optimizer.betas.0` indexes a list); `absent` when absent."""
     node: Any = cfg
     for key in dotted.split("."):
         if isinstance(node, list) and key.isdigit() and int(key) < len(node):
@@ -48,7 +52,7 @@ def _get(cfg: dict[str, Any], dotted: str) -> Any:
         elif isinstance(node, dict) and key in node:
             node = node[key]
         else:
-            return None
+            return absent
     return node
 
 
@@ -93,12 +97,15 @@ def validate_config(cfg: dict[str, Any]) -> None:
     if cfg["logger"]["name"] == "wandb":
         _choice("logger.mode", cfg["logger"].get("mode"), WANDB_MODES)
     for key, param in RANGES.items():
-        value = _get(cfg, key)
-        if value is not None:
+        value = _get(cfg, key, _ABSENT)  # an explicit null is checked (retries=null was 0)
+        if value is not _ABSENT:
             try:
                 param.check(key, value)
             except ValueError as err:
                 raise ConfigError(str(err)) from None
+    if _get(cfg, "loss.reduction") == "none":  # the registry's "none" is for library use
+        raise ConfigError("loss.reduction must be mean or sum to train (none leaves one loss "
+                          "per sample), got 'none'")
     betas = _get(cfg, "optimizer.betas")
     if betas is not None and (not isinstance(betas, list) or len(betas) != 2):
         raise ConfigError(f"optimizer.betas must be a list of two numbers in [0, 1), got {betas!r}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from importlib import resources
@@ -50,7 +51,7 @@ def fitting_pairs() -> list[tuple[str, str]]:
     """(task, loss config) for every loss config file and every task its loss serves."""
     pairs = []
     for option in group_options("loss"):
-        if option == "custom":
+        if option in ("custom", "auto"):
             continue
         name = loss_config(option)["name"]
         pairs += [(task, option) for task in TASK_KINDS if name in list_losses(task)]
@@ -61,7 +62,7 @@ def test_every_loss_config_names_a_registered_loss() -> None:
     registered = set(list_losses())
     for option in group_options("loss"):
         name = loss_config(option)["name"]
-        assert name == "custom" or name in registered, option
+        assert name in ("custom", "auto") or name in registered, option
 
 
 @pytest.mark.parametrize(("task", "loss"), fitting_pairs())
@@ -86,7 +87,7 @@ def test_experiment_sweeps_real_losses_over_five_seeds(name: str) -> None:
 
 def test_all_losses_lists_every_loss_config() -> None:
     listed = set(experiment_params("all_losses")["loss"].split(","))
-    assert listed == set(group_options("loss")) - {"custom"}
+    assert listed == set(group_options("loss")) - {"custom", "auto"}
     assert set(experiment_params("all_losses")["task"].split(",")) == set(TASK_KINDS)
 
 
@@ -95,13 +96,17 @@ def test_all_losses_skips_pairs_that_do_not_fit(tmp_path: Path) -> None:
         tmp_path, "+experiment=all_losses", "task=regression", "seed=0", "trainer.max_epochs=1"
     )
     assert proc.returncode == 0, proc.stderr
-    n_losses = len(group_options("loss")) - 1
+    n_losses = len(group_options("loss")) - 2  # not custom, not auto
     assert len(results) == n_losses
     ran = {r["loss"] for r in results if r["status"] == "ok"}
     skipped = [r for r in results if r["status"] == "skipped"]
     assert ran == {"custom_mse", "huber", "l1", "mse", "smooth_l1"}
     assert len(skipped) == n_losses - len(ran)
     assert all("does not fit task 'regression'" in r["reason"] for r in skipped)
+    # Skipped pairs get one summary line with the reason, not a progress line each.
+    assert "skipped" not in "".join(re.findall(r"^\[\d+/\d+\].*$", proc.stdout, flags=re.M))
+    (summary,) = [ln for ln in proc.stdout.splitlines() if ln.startswith("skipped ")]
+    assert summary.startswith(f"skipped {len(skipped)} task x loss pairs whose loss does not fit")
 
 
 ROBUSTNESS = {
@@ -131,3 +136,25 @@ def test_robustness_experiment_runs_and_reports(tmp_path: Path, name: str) -> No
     report = build_report([tmp_path / "outputs"])
     plots = [Path(p).name for p in report["plots"]]
     assert any(f"_vs_{swept}" in p for p in plots), plots
+
+
+def test_loss_configs_agree_with_the_registry() -> None:
+    """conf/loss/*.yaml and the registry's Params hold one default each: a key the YAML sets
+    is a declared hyperparameter of the loss, and its value is the registry's default (null:
+    "the loss's own default", resolved per task as focal's alpha is)."""
+    from lossbench.loss_config import LOSS_META_KEYS
+    from lossbench.losses.registry import REDUCTION, spec_for
+
+    for option in group_options("loss"):
+        config = loss_config(option)
+        if config["name"] in ("custom", "auto"):
+            continue
+        tasks = [t for t in TASK_KINDS if config["name"] in list_losses(t)]
+        for task in tasks:
+            params = {"reduction": REDUCTION, **spec_for(config["name"], task).params}
+            for key, value in config.items():
+                if key in LOSS_META_KEYS or value is None:
+                    continue
+                assert key in params, (option, task, key)
+                if option == config["name"]:  # a named variant (bce_logits_balanced) may differ
+                    assert value == params[key].default, (option, task, key, value)

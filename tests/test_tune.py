@@ -36,10 +36,22 @@ def test_diverging_trials_do_not_stop_the_study(tmp_path: Path) -> None:
 
 
 def test_every_tune_file_uses_the_shared_budget() -> None:
+    """Every study starts from tune/lr.yaml (one budget, one learning-rate range) and adds
+    its loss's own hyperparameters."""
     from importlib import resources
 
+    def load(name: str) -> dict:
+        return yaml.safe_load(
+            resources.files("lossbench.conf").joinpath(f"tune/{name}.yaml").read_text())
+
+    base = load("lr")["hydra"]["sweeper"]
+    assert base["n_trials"] == "${tune_trials}"
+    assert "optimizer.lr" in base["params"]
     for name in group_options("tune"):
-        text = resources.files("lossbench.conf").joinpath(f"tune/{name}.yaml").read_text()
-        sweeper = yaml.safe_load(text)["hydra"]["sweeper"]
-        assert sweeper["n_trials"] == "${tune_trials}", name
-        assert "optimizer.lr" in sweeper["params"], name
+        if name == "lr":
+            continue
+        config = load(name)
+        assert "lr" in config["defaults"], name
+        sweeper = config["hydra"]["sweeper"]
+        assert "n_trials" not in sweeper and "optimizer.lr" not in sweeper["params"], name
+        assert all(key.startswith("loss.") for key in sweeper["params"]), name
