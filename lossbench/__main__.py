@@ -51,12 +51,19 @@ def check_appended_keys(argv: list[str]) -> str | None:
     """One line for a `+key=value` that nothing reads (it would be accepted and ignored)."""
     import difflib
 
+    import yaml
+
+    # Keys config.yaml has (seed, divergence.loss_factor): `++` sets them, Hydra refuses `+`.
+    top = yaml.safe_load(resources.files("lossbench.conf").joinpath("config.yaml").read_text())
+    top_keys = set(top) | {f"{k}.{s}" for k, v in top.items() if isinstance(v, dict) for s in v}
     for arg in argv:
-        if not arg.startswith("+") or arg.startswith("++") or "=" not in arg:
+        if not arg.startswith("+") or "=" not in arg:  # `++key=` too: it adds what is missing
             continue
-        key = arg[1:].partition("=")[0]
+        key = arg.lstrip("+").partition("=")[0]
         group, _, leaf = key.partition(".")
         if key in CONFIG_GROUPS or group == "hydra" or (leaf and group in OPEN_GROUPS):
+            continue
+        if key in top_keys:
             continue
         if leaf and group in CONFIG_GROUPS and leaf.partition(".")[0] in known_keys(group):
             continue

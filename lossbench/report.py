@@ -317,12 +317,16 @@ def leaderboard(frame: pd.DataFrame, bframe: pd.DataFrame, task: Task) -> pd.Dat
     lb.insert(0, "task", task.name)
     lb.insert(1, "kind", task.kind)
     lb["selection"], lb["mode"] = task.selection, task.mode
+    # Problems by data set, clean before perturbed, then by setting; in each, losses by rank
+    # (unranked last), then baselines.
+    firsts = lb.drop_duplicates("problem").copy()
+    if "perturb" in firsts:
+        firsts["perturb"] = firsts["perturb"].ne("none")
+    firsts = firsts.sort_values([*task.context, "problem"], na_position="first")
+    lb["_problem"] = lb["problem"].map({p: i for i, p in enumerate(firsts["problem"])})
     lb["_base"] = lb["entry"].str.startswith(BASELINE)
-    order = [*task.context, "problem"]
-    lb = lb.sort_values([*order, "_base", "rank", "entry"], na_position="first")
-    lb = lb.sort_values(["_base", "rank"], na_position="last", kind="stable")
-    lb = lb.sort_values(order, na_position="first", kind="stable")
-    return lb.drop(columns="_base").reset_index(drop=True)
+    lb = lb.sort_values(["_problem", "_base", "rank", "entry"], na_position="last")
+    return lb.drop(columns=["_problem", "_base"]).reset_index(drop=True)
 
 
 def problems(df: pd.DataFrame):
@@ -399,8 +403,14 @@ def not_separated_text(pairs: list[dict[str, Any]]) -> list[str]:
             else:
                 group |= {p["a"], p["b"]}
     lines = [f"Identical on every shared seed: {' = '.join(sorted(g))}." for g in twins]
-    lines += [f"{e} is not separated from {join_words(sorted(others))}."
-              for e, others in by_entry.items()]
+    everyone = {p["a"] for p in pairs} | {p["b"] for p in pairs}
+    if len(everyone) > 2 and len(by_entry) == len(everyone) \
+            and all(len(others) == len(everyone) - 1 for others in by_entry.values()):
+        lines.append(f"No pair is separated: {join_words(sorted(everyone))} are all "
+                     "indistinguishable by this test.")
+    else:
+        lines += [f"{e} is not separated from {join_words(sorted(others))}."
+                  for e, others in by_entry.items()]
     if "few" in reasons:
         lines.append(f"With fewer than {MIN_PAIRS} shared seeds no pair can be separated, "
                      "whatever its bootstrap CI; run more seeds for a test.")
@@ -429,16 +439,11 @@ def compact(board: pd.DataFrame, task: Task, short: bool = False) -> list[dict[s
 
 
 def rank_digits(board: pd.DataFrame, sel: str, least: int) -> int:
-    """Digits that print the means of differently ranked losses (and baselines) differently.
-
-    Means are first rounded to 7 digits: float32 metrics differ in the 8th by noise alone.
-    """
+    """Digits that print the means of one problem's losses and baselines distinctly."""
     col = f"{sel}_mean"
     if col not in board:
         return least
-    values = board[col].astype(float)
-    distinct = board.assign(_v=values.round(7)).drop_duplicates(["rank", "_v"])
-    return separating_digits(list(distinct["_v"].round(7)), least=least, most=7)
+    return separating_digits(list(board[col].astype(float)), least=least)
 
 
 def ci_cell(row: pd.Series, col: str, digits: int) -> str:

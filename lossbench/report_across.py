@@ -148,7 +148,7 @@ def kind_summary(kind: str, tasks: list[Task], lb: pd.DataFrame, ids: dict,
         "friedman_statistic": None, "friedman_note": None, "cd": None, "cd_method": "nemenyi",
         "nemenyi_p": {}, "pairwise": [], "bayesian": [], "bayesian_problems": [],
         "bayesian_excluded_problems": [], "rope": rope, "bayes_samples": BAYES_SAMPLES,
-        "normalised_mean": {}, "datasets": [], "setting_keys": [],
+        "normalised_mean": {}, "datasets": [], "setting_keys": [], "settings": {},
         "holes_dropped": len(dropped), "leading_pair_per_problem": {},
     }
     summary["baseline_beats_all"] = baseline_beats_all(lb, ids, task)
@@ -156,6 +156,11 @@ def kind_summary(kind: str, tasks: list[Task], lb: pd.DataFrame, ids: dict,
     summary["datasets"] = list(dict.fromkeys(used["dataset"]))
     keys = dict.fromkeys(k for t in tasks for k in t.context if k != "dataset" and k in used)
     summary["setting_keys"] = [k for k in keys if used[k].astype(str).nunique() > 1]
+    summary["settings"] = {}  # data set -> the settings (what varies) of its problems
+    for _, row in used.drop_duplicates("pid").iterrows():
+        parts = [f"{key_words(k)} {fmt(row[k])}" for k in summary["setting_keys"]
+                 if k != "perturb" and fmt(row[k])]
+        summary["settings"].setdefault(row["dataset"], []).append(", ".join(parts) or "clean")
     if not rows or not cols:
         summary["verdict"] = verdict(kind, summary)
         return summary
@@ -312,12 +317,14 @@ def verdict(kind: str, s: dict[str, Any]) -> str:
 
 def leader_sentence(kind: str, s: dict[str, Any]) -> str:
     n, losses, mr = len(s["problems"]), s["losses"], s["mean_rank"]
-    datasets = s["datasets"]
-    listed = join_words(datasets[:4]) + (f" and {len(datasets) - 4} more" if len(datasets) > 4
-                                         else "")
-    if n > len(datasets):  # several settings per data set: name what varies
-        keys = [key_words(k) if k != "perturb" else "perturbation" for k in s["setting_keys"]]
-        listed += f" under {' and '.join(keys) or 'several settings'}"
+    names = []
+    for dataset in s["datasets"]:  # 'digits (clean; label noise rate 0.4)' where settings vary
+        settings = s["settings"].get(dataset, [])
+        keys = [key_words(k) for k in s["setting_keys"] if k != "perturb"]
+        names.append(dataset if len(settings) < 2 else
+                     f"{dataset} ({'; '.join(settings)})" if len(settings) <= 3 else
+                     f"{dataset} under {len(settings)} settings of {join_words(keys)}")
+    listed = join_words(names[:4]) + (f" and {len(names) - 4} more" if len(names) > 4 else "")
     seeds = s["seeds"]
     seed_text = (f"{seeds[0]} seed{'s' if seeds[0] != 1 else ''} each" if len(seeds) == 1
                  else f"{seeds[0]}-{seeds[-1]} seeds each")

@@ -71,9 +71,13 @@ def fmt(value: Any, digits: int = 4) -> str:
     return str(value)
 
 
-def separating_digits(values: Sequence[float], least: int = 3, most: int = 8) -> int:
-    """Fewest significant digits (>= least) at which distinct values print distinctly."""
-    nums = sorted({float(v) for v in values if not isnan(v) and math.isfinite(float(v))})
+def separating_digits(values: Sequence[float], least: int = 3, most: int = 7) -> int:
+    """Fewest significant digits (>= least) at which distinct values print distinctly.
+
+    Values are compared at 7 significant digits: float32 metrics differ in the 8th by noise.
+    """
+    nums = sorted({float(f"{float(v):.7g}") for v in values
+                   if not isnan(v) and math.isfinite(float(v))})
     for digits in range(least, most + 1):
         if len({f"{v:.{digits}g}" for v in nums}) == len(nums):
             return digits

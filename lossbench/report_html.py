@@ -82,13 +82,11 @@ def write_index(path: Path, folders: list[Path], tasks: list[Task], lb: pd.DataF
                     f"over seeds; {len(s['problems'])} problem(s) used.</p>")
         if s["losses"]:
             body.append("<h3>Mean rank</h3>" + html_table(rank_rows(s)))
-            if s["friedman_p"] is not None:
-                body.append(f"<p>Friedman chi-square {s['friedman_statistic']:.3f}, "
-                            f"p = {s['friedman_p']:.3g}")
-            else:
-                body.append(f"<p>Friedman test: not applicable ({escape(s['friedman_note'])})")
-            body.append(f"; Nemenyi critical difference {s['cd']:.3f}.</p>" if s["cd"]
-                        else ".</p>")
+            friedman = (f"Friedman chi-square {s['friedman_statistic']:.3f}, "
+                        f"p = {s['friedman_p']:.3g}" if s["friedman_p"] is not None else
+                        f"Friedman test: not applicable ({escape(s['friedman_note'])})")
+            cd = f"; Nemenyi critical difference {s['cd']:.3f}" if s["cd"] else ""
+            body.append(f"<p>{friedman}{cd}.</p>")
             body += [image_tag(p, f"critical-difference diagram, {kind}", "cd")
                      for p in across_plots.get(kind, [])]
             body.append("<h3>Wins, ties and losses per pair</h3>" + html_table(pairwise_rows(s)))

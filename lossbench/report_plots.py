@@ -207,20 +207,24 @@ def plot_sweeps(lb: pd.DataFrame, task: Task, key: str, out: Path,
             fig = Figure(figsize=(7.5, 4.5))
             ax = fig.add_subplot()
             panels = ((ax, part),)
+        ticks = sorted(part[key].astype(float).unique())
         for panel, rows in panels:
-            for line, g in rows.groupby(line_keys, dropna=False):
+            for i, (line, g) in enumerate(rows.groupby(line_keys, dropna=False)):
                 g = g.sort_values(key)
                 x = g[key].to_numpy(float)
                 entry = g["entry"].iloc[0] if line_keys == ["entry"] else \
                     entry_label(line[0], line_keys[1:], list(line[1:]))
-                colour = colours.get(entry, colours.get(g["entry"].iloc[0], BASELINE_COLOUR))
-                panel.plot(x, g[f"{sel}_mean"].to_numpy(float), marker="o",
-                           linestyle="--" if entry.startswith(BASELINE) else "-",
-                           color=None if entry.startswith(BASELINE) else colour,
+                base = entry.startswith(BASELINE)  # grey, told apart by line and marker
+                colour = BASELINE_COLOUR if base else \
+                    colours.get(entry, colours.get(g["entry"].iloc[0], "C0"))
+                panel.plot(x, g[f"{sel}_mean"].to_numpy(float), color=colour,
+                           marker="sD^v"[i % 4] if base else "o",
+                           linestyle=("--", ":", "-.")[i % 3] if base else "-",
                            label=entry.removeprefix(BASELINE))
                 panel.fill_between(x, g[f"{sel}_lo"].to_numpy(float),
-                                   g[f"{sel}_hi"].to_numpy(float), alpha=0.15,
-                                   color=panel.lines[-1].get_color())
+                                   g[f"{sel}_hi"].to_numpy(float), alpha=0.15, color=colour)
+            if len(ticks) <= 8:
+                panel.set_xticks(ticks, [fmt(t, 3) for t in ticks])
             panel.set_xlabel(key_words(key))
             panel.grid(alpha=0.3)
             if panel.lines:

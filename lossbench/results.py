@@ -15,7 +15,7 @@ SCHEMA = 1
 COMPLETE = ("ok", "diverged")
 # Config keys that say where or how a run is recorded, not what it computes.
 VOLATILE_KEYS = (
-    "output_dir", "out_root", "resume", "retries", "logger", "threads", "tags",
+    "output_dir", "out_root", "resume", "retries", "logger", "threads", "tags", "stack",
     "trainer.progress_bar",
 )
 

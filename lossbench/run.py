@@ -7,6 +7,8 @@ import os
 import platform
 import time
 import traceback
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -68,14 +70,19 @@ def reuse_finished(config: dict[str, Any], out_dir: Path, digest: str) -> dict[s
     return done
 
 
-def save(out_dir: Path, results: dict[str, Any], start: float) -> dict[str, Any]:
-    """Stamp wall time, versions and commit, then write results.json atomically."""
-    results["wall_s"] = round(time.perf_counter() - start, 3)
+def save(
+    out_dir: Path, results: dict[str, Any], wall_s: float, stack: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Stamp wall time, versions and commit (and the stack a job trained in), then write
+    results.json atomically."""
+    results["wall_s"] = round(wall_s, 3)
     try:
         results["versions"] = versions()
     except Exception:  # a broken install must not cost the results
         results["versions"] = {"python": platform.python_version()}
     results["git"] = git_commit()
+    if stack is not None:
+        results["stack"] = stack
     try:
         write_results(out_dir, results)
     except OSError as err:
@@ -89,6 +96,18 @@ def is_rank_zero() -> bool:
     return int(os.environ.get("RANK", os.environ.get("LOCAL_RANK", "0"))) == 0
 
 
+@dataclass
+class Job:
+    """One job on its way through the pipeline: its config, Hydra job, folder and results."""
+
+    config: dict[str, Any]
+    runtime: dict[str, Any] | None
+    out_dir: Path
+    results: dict[str, Any]
+    logger: Any = None
+    done: bool = False  # reused, skipped or failed before training: nothing left to do
+
+
 def run(cfg: Any) -> dict[str, Any]:
     """Train and evaluate one (task, loss, seed); write and return its results.
 
@@ -96,21 +115,61 @@ def run(cfg: Any) -> dict[str, Any]:
     input included), so a sweep goes on. `HYDRA_FULL_ERROR=1` re-raises, for debugging.
     An interrupted run (Ctrl-C) writes nothing, so resume runs it again.
     """
+    return run_jobs([(to_plain(cfg), hydra_runtime())])[0]
+
+
+def run_jobs(
+    jobs: Sequence[tuple[dict[str, Any], dict[str, Any] | None]],
+) -> list[dict[str, Any]]:
+    """The job pipeline: skeleton, reuse, checks, training, save and logger, once for all.
+
+    Each job is a resolved config and its Hydra job (None outside Hydra). One job left to
+    train trains alone (`_train`); several train as one stack (lossbench.stack), each with
+    its own results, and their `wall_s` is their share of the stack's wall time (`stack`
+    says so). A stack that fails as a whole is trained again job by job.
+    """
     import pytorch_lightning  # noqa: F401  (import time is process start, not this run's wall_s)
 
     start = time.perf_counter()
-    config = to_plain(cfg)
-    runtime = hydra_runtime()
+    prepared = [_prepare(config, runtime) for config, runtime in jobs]
+    for job in prepared:
+        _admit(job, start)
+    pending = [job for job in prepared if not job.done]
+    if len(pending) > 1 and not _train_stack(pending):
+        for job in pending:  # the stack failed as a whole: each job on its own
+            job.results = base_results(job.config, job.runtime, job.out_dir)
+            _train_alone(job, time.perf_counter())
+    elif len(pending) > 1:
+        total = time.perf_counter() - start
+        stack = {"members": len(pending), "wall_s_total": round(total, 3),
+                 "wall_s_is_share": True}
+        for job in pending:
+            save(job.out_dir, job.results, total / len(pending), stack)
+        from lossbench.stack import replay_history
+
+        for job in pending:
+            replay_history(job)
+    elif pending:
+        _train_alone(pending[0], start)
+    return [job.results for job in prepared]
+
+
+def _prepare(config: dict[str, Any], runtime: dict[str, Any] | None) -> Job:
     out_dir = output_dir_for(config, runtime)
-    results = base_results(config, runtime, out_dir)
-    logger = None
+    return Job(config, runtime, out_dir, base_results(config, runtime, out_dir))
+
+
+def _admit(job: Job, start: float) -> None:
+    """Reuse a finished run, or check the job before any data loads; `done` unless it trains."""
+    config, results = job.config, job.results
     try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        if not os.access(out_dir, os.W_OK):
-            raise ConfigError(f"output folder {out_dir} is not writable")
-        finished = reuse_finished(config, out_dir, results["config_hash"])
+        job.out_dir.mkdir(parents=True, exist_ok=True)
+        if not os.access(job.out_dir, os.W_OK):
+            raise ConfigError(f"output folder {job.out_dir} is not writable")
+        finished = reuse_finished(config, job.out_dir, results["config_hash"])
         if finished is not None:
-            return finished
+            job.results, job.done = finished, True
+            return
         validate_config(config)
         try:
             loss_from_config(config["loss"], config["task"]["kind"])  # refuse before data loads
@@ -118,21 +177,54 @@ def run(cfg: Any) -> dict[str, Any]:
             if not (config.get("skip_unfit") and "does not fit task" in str(err)):
                 raise
             results.update(status="skipped", reason=str(err))
-            return save(out_dir, results, start)
-        trained, logger = _train_with_retries(config, runtime, out_dir, results)
-        results.update(trained)
+            save(job.out_dir, results, time.perf_counter() - start)
+            job.done = True
     except Exception as err:
         if os.environ.get("HYDRA_FULL_ERROR") == "1":
             raise
-        results.update(status="failed", reason=one_line_reason(err))
-        finish_stray_wandb()
-        log.info("run failed: %s\n%s", results["reason"], traceback.format_exc())
+        _fail(job, err)
+        if is_rank_zero():
+            save(job.out_dir, results, time.perf_counter() - start)
+        job.done = True
+
+
+def _fail(job: Job, err: BaseException) -> None:
+    job.results.update(status="failed", reason=one_line_reason(err))
+    finish_stray_wandb()
+    log.info("run failed: %s\n%s", job.results["reason"], traceback.format_exc())
+
+
+def _train_alone(job: Job, start: float) -> None:
+    """Train one job with its own module and Trainer, save it, close its logger."""
+    try:
+        trained, job.logger = _train_with_retries(job.config, job.runtime, job.out_dir,
+                                                  job.results)
+        job.results.update(trained)
+    except Exception as err:
+        if os.environ.get("HYDRA_FULL_ERROR") == "1":
+            raise
+        _fail(job, err)
     if is_rank_zero():  # under DDP every process runs this; one writes
-        save(out_dir, results, start)
+        save(job.out_dir, job.results, time.perf_counter() - start)
     from lossbench.loggers import close_logger
 
-    close_logger(logger, wandb_summary(results))
-    return results
+    close_logger(job.logger, wandb_summary(job.results))
+
+
+def _train_stack(pending: list[Job]) -> bool:
+    """Train the jobs as one stack, filling in their results; False when the stack failed."""
+    from lossbench.stack import train_stack
+
+    try:
+        train_stack(pending)
+    except Exception as err:
+        if os.environ.get("HYDRA_FULL_ERROR") == "1":
+            raise
+        finish_stray_wandb()
+        log.warning("a stack of %d jobs failed (%s); training them one by one", len(pending),
+                    one_line_reason(err))
+        return False
+    return True
 
 
 def _train_with_retries(
@@ -243,7 +335,6 @@ def _train(
     import torch
 
     from lossbench.data.batches import OncePerEpoch, TensorBatches
-    from lossbench.loggers import build_logger
     from lossbench.module import LossbenchModule
     from lossbench.parts import build_callbacks, build_model, stopped_early, wants_batch_hooks
     from lossbench.tasks import SELECTION, head_size, task_extras
@@ -255,9 +346,7 @@ def _train(
     seed, kind = int(config["seed"]), config["task"]["kind"]
     data = load_data(config)
     loss_fn = loss_from_config(config["loss"], kind, data)
-    group = (runtime or {}).get("group") or config["task"]["name"]
-    tags = [config["task"]["name"], config["loss"]["name"], *config.get("tags", [])]
-    logger = build_logger(config["logger"], out_dir, config["name"], group, tags, config)
+    logger = job_logger(config, runtime, out_dir)
     metric, mode = SELECTION[kind]
     callbacks = build_callbacks(config.get("callbacks"), f"val/{metric}", mode)
     trainer = build_trainer(config, logger, out_dir, callbacks=callbacks)
@@ -316,6 +405,16 @@ def _train(
         "device": str(device), "threads": threads,
         "data_path": "device" if on_device else "stream",
     }, logger
+
+
+def job_logger(config: dict[str, Any], runtime: dict[str, Any] | None, out_dir: Path) -> Any:
+    """The job's experiment logger (None for logger=none): named after the run, grouped by
+    the sweep folder (or the task), tagged with task and loss."""
+    from lossbench.loggers import build_logger
+
+    group = (runtime or {}).get("group") or config["task"]["name"]
+    tags = [config["task"]["name"], config["loss"]["name"], *config.get("tags", [])]
+    return build_logger(config["logger"], out_dir, config["name"], group, tags, config)
 
 
 def instantiated(config: dict[str, Any]) -> dict[str, Any]:

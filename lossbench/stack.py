@@ -1,41 +1,36 @@
-"""Several seeds of one configuration trained at once, in one process, as one vectorised model.
+"""Jobs that differ only in seed, loss, loss hyperparameters or perturbation, trained at once.
 
-A 5-seed comparison of a loss on a tabular task costs five runs of fixed overhead (process,
-imports, Trainer, a Python-bound step loop of tiny matrix products). Here K seeds share one
-Trainer and one step loop: the K models' weights are stacked along a leading seed axis and
-run through `torch.func.vmap` + `functional_call`, so a step costs one vectorised forward and
-backward instead of K.
+A sweep of losses x seeds x settings on a tabular task costs one run of fixed overhead per job
+(Trainer, a Python-bound step loop of tiny matrix products). Here K jobs share one Trainer and
+one step loop: the K models' weights are stacked along a leading member axis and run through
+`torch.func.vmap` + `functional_call`, so a step costs one vectorised forward and backward
+instead of K. The losses are called once per member inside the step (each member its own
+loss module and hyperparameters), so any tabular loss stacks.
 
-Each seed keeps everything a separate `lossbench.run.run` of that seed would have: its own
-split (the data are loaded per seed; equal sizes stack into (K, N, F)), its own
-initialisation (`pl.seed_everything(seed)` right before `build_model`), its own batch order
-(a `TensorBatches` per seed), its own loss module (a balanced `pos_weight` depends on the
-split), its own best-validation weights, and its own divergence: a seed whose weights or loss
-turn NaN/inf is recorded as diverged at that epoch and frozen (weights, optimizer state and
-loss zeroed), while the others go on. One optimizer over the stacked weights equals K
-optimizers, because Adam, AdamW and SGD are elementwise and the summed loss gives each
-model exactly its own gradient; gradient clipping is done per seed.
+Each member keeps everything a separate run would have: its own split and perturbation (the
+data are loaded per member; equal sizes stack into (K, N, F)), its own initialisation
+(`pl.seed_everything(seed)` right before `build_model`), its own batch order (a
+`TensorBatches` per member), its own best-validation weights, and its own divergence: a
+member whose weights or loss turn NaN/inf is recorded as diverged at that epoch and frozen
+(weights, optimizer state and loss zeroed), while the others go on. One optimizer over the
+stacked weights equals K optimizers, because Adam, AdamW and SGD are elementwise and the
+summed loss gives each model exactly its own gradient; gradient clipping is done per member.
 
-With dropout 0 the results match separate runs of the same seeds up to float rounding. Each
-seed writes its own results.json (the same keys as `run`, plus `multiseed`) into
-`<root>/<name>`, where `<name>` is the seed's resolved run name (`multiclass-ce-s0` by
-default, the suffix a single run's folder has) and `<root>` is `output_dir`, Hydra's job
-folder, or `<out_root>/runs/<time>_<task>-<loss>-seeds<...>`. Only tabular tasks
-(regression, binary, multiclass) are supported; `compile` is ignored. Experiment loggers
-(csv, wandb) get each seed's history after training, one logger run per seed.
+With dropout 0 the results match separate runs up to float rounding; with dropout each
+member draws its own masks (`vmap(randomness="different")`), so results are equal in
+distribution, not in value. What a stack may hold is `stack_key`: jobs whose configs agree
+on everything but MEMBER_KEYS. Results, reuse, save and logger naming are lossbench.run's
+pipeline (`run_jobs`); this module is the stacked training only.
 """
 
 from __future__ import annotations
 
 import copy
+import json
 import os
-import platform
-import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytorch_lightning as pl
 import torch
@@ -47,109 +42,109 @@ from lossbench.data.loading import load_data
 from lossbench.data.tabular import TaskData
 from lossbench.divergence import DivergenceRule, trivial_val_error
 from lossbench.divergence import reason as divergence_reason
-from lossbench.environment import (
-    git_commit,
-    hydra_runtime,
-    quiet_lightning,
-    set_threads,
-    to_plain,
-    versions,
-)
+from lossbench.environment import hydra_runtime, quiet_lightning, set_threads, to_plain
 from lossbench.loss_config import loss_from_config
 from lossbench.parts import build_optimizer, build_scheduler
-from lossbench.results import config_hash, find_complete, write_results
-from lossbench.run import (
-    build_trainer,
-    finish_stray_wandb,
-    fit,
-    one_line_reason,
-    wandb_summary,
-)
+from lossbench.run import build_trainer, fit, run_jobs, wandb_summary
 from lossbench.tasks import SELECTION, compute_metrics, head_size, is_better, squeeze_head
-from lossbench.validation import ConfigError, validate_config
+from lossbench.validation import ConfigError
+
+if TYPE_CHECKING:
+    from lossbench.run import Job
 
 SUPPORTED_KINDS = ("regression", "binary", "multiclass")
+# Config keys in which the members of one stack may differ; everything else must be equal.
+MEMBER_KEYS = ("seed", "loss", "perturb", "name", "output_dir", "tags", "logger", "resume",
+               "retries")
 
 
-@dataclass
-class SeedRun:
-    """One seed's config, folder and results, filled in as the shared run proceeds."""
+def stack_refusal(config: dict[str, Any]) -> str | None:
+    """Why this job cannot train in a stack (one line), or None when it can."""
+    if config.get("callbacks"):
+        return "callbacks (early stopping) stop each run on its own metric"
+    if "Plateau" in str((config.get("scheduler") or {}).get("_target_")):
+        return "scheduler=plateau follows each run's own metric"
+    kind = config["task"].get("kind")
+    if kind not in SUPPORTED_KINDS or config["task"].get("source") == "torchvision":
+        return (f"stacks hold tabular tasks ({', '.join(SUPPORTED_KINDS)}), not task "
+                f"'{config['task'].get('name')}'")
+    if config.get("compile"):
+        return "compile=true compiles one model"
+    if config["task"].get("data_path") == "stream" or config["task"].get("augment"):
+        return "streamed or augmented batches"
+    if "ddp" in str((config.get("trainer") or {}).get("strategy")):
+        return "trainer=ddp"
+    return None
 
-    seed: int
-    config: dict[str, Any]
-    out_dir: Path
-    results: dict[str, Any] = field(default_factory=dict)
+
+def stack_key(config: dict[str, Any]) -> str | None:
+    """Jobs with equal keys can train in one stack; None for a job that trains alone."""
+    if config.get("stack") is False or config.get("seeds") is not None:
+        return None
+    if stack_refusal(config) is not None:
+        return None
+    shared = {k: v for k, v in config.items() if k not in MEMBER_KEYS}
+    return json.dumps(shared, sort_keys=True, default=str)
 
 
 def run_seeds(cfg: Any, seeds: Sequence[int]) -> list[dict[str, Any]]:
-    """Train `cfg` once per seed, all seeds at once; write and return one results dict each.
+    """`seeds=`: train `cfg` once per seed, all seeds in one stack; one results dict each.
 
-    Like `run`, a failure is recorded in every seed's results (status `failed`, one-line
-    `reason`) rather than raised; an unsupported task kind raises ValueError before anything
-    is written. A seed whose complete results already lie in its folder (or, with
-    `resume=true`, anywhere under `out_root`) is reused, not trained again.
+    Each seed's results are those of the job `seed=<s>` (same config, hash and label), in
+    `<root>/<name>`: `<root>` is `output_dir`, Hydra's job folder, or a new folder of runs.
+    An unsupported config raises ValueError before anything is written.
     """
-    start = time.perf_counter()
     seeds = [int(s) for s in seeds]
     if not seeds or len(set(seeds)) != len(seeds):
-        raise ValueError(f"seeds must be distinct and at least one, got {seeds}")
+        raise ValueError(f"seeds= takes at least one seed, and distinct seeds; got {seeds}")
     base = to_plain(cfg)
-    _check_supported(base)
+    refusal = stack_refusal(base)
+    if refusal is not None:
+        raise ValueError(f"seeds= trains one stack, and {refusal}; sweep seed=0,1,2 instead")
     runtime = hydra_runtime()
-    runs = _prepare_runs(cfg, seeds, runtime)
-    pending = [r for r in runs if not _reuse(r)]
-    try:
-        if pending:
-            _validate_and_train(pending, runtime)
-    except Exception as err:
-        if os.environ.get("HYDRA_FULL_ERROR") == "1":
-            raise
-        finish_stray_wandb()
-        for r in pending:
-            r.results.update(status="failed", reason=one_line_reason(err))
-    finally:
-        total = time.perf_counter() - start
-        for r in pending:
-            _finish(r, total, [p.seed for p in pending], len(pending))
-    for r in pending:
-        if r.results["status"] in ("ok", "diverged"):
-            _replay_history(_logger(r, runtime), r.results)
-    return [r.results for r in runs]
-
-
-def _check_supported(config: dict[str, Any]) -> None:
-    if config.get("callbacks"):
-        raise ValueError("callbacks (early stopping) stop each run on its own metric: not with "
-                         "seeds=; sweep seed=0,1,2 instead")
-    if "Plateau" in str((config.get("scheduler") or {}).get("_target_")):
-        raise ValueError("scheduler=plateau follows each run's own metric: not with seeds=; "
-                         "sweep seed=0,1,2 instead")
-    kind = config["task"].get("kind")
-    if kind not in SUPPORTED_KINDS or config["task"].get("source") == "torchvision":
-        raise ValueError(
-            f"seeds= trains tabular tasks ({', '.join(SUPPORTED_KINDS)}) together, "
-            f"not task '{config['task'].get('name')}'; sweep seed=0,1,2 instead"
-        )
+    configs = [seed_config(cfg, s) for s in seeds]
+    root = _root_dir(configs[0], seeds, runtime)
+    names = [str(c.get("name") or "").replace(os.sep, "_") for c in configs]
+    if len(set(names)) < len(names) or not all(names):
+        names = [f"seed{s}" for s in seeds]
+    jobs = []
+    for config, name in zip(configs, names, strict=True):
+        config["output_dir"] = str(root / name)  # rerunning this config lands here
+        jobs.append((config, _seed_runtime(runtime, config["seed"])))
+    return run_jobs(jobs)
 
 
 def seed_config(cfg: Any, seed: int) -> dict[str, Any]:
-    """The resolved config `run` would get for `seed`: interpolations (the name) follow it."""
+    """The resolved config of the job `seed=<seed>`: interpolations (the name) follow it, and
+    `seeds` is null, so the stored config trains that seed alone and hashes as its job."""
     from omegaconf import DictConfig, open_dict
 
     if isinstance(cfg, DictConfig):
         cfg = copy.deepcopy(cfg)
         with open_dict(cfg):
             cfg.seed = seed
+            cfg.seeds = None
         return to_plain(cfg)
-    config = {**copy.deepcopy(dict(cfg)), "seed": seed}
+    config = {**copy.deepcopy(dict(cfg)), "seed": seed, "seeds": None}
     suffix = f"-s{cfg.get('seed')}"  # a resolved default name, `<task>-<loss>-s<seed>`
     if str(config.get("name", "")).endswith(suffix):
         config["name"] = f"{config['name'][: -len(suffix)]}-s{seed}"
     return config
 
 
+def _seed_runtime(runtime: dict[str, Any] | None, seed: int) -> dict[str, Any] | None:
+    """The Hydra job as the job `seed=<seed>` would see it: `seeds=` is no override of it."""
+    if runtime is None:
+        return None
+    overrides = [o for o in runtime["overrides"] if o.partition("=")[0].lstrip("+~") not in (
+        "seed", "seeds")]
+    return {**runtime, "overrides": [*overrides, f"seed={seed}"]}
+
+
 def _root_dir(config: dict[str, Any], seeds: list[int], runtime: dict[str, Any] | None) -> Path:
     """Where the seeds' folders go: output_dir, Hydra's job folder, or a new folder of runs."""
+    from datetime import datetime
+
     if config.get("output_dir"):
         return Path(config["output_dir"])
     if runtime:
@@ -160,112 +155,34 @@ def _root_dir(config: dict[str, Any], seeds: list[int], runtime: dict[str, Any] 
     return Path(config.get("out_root") or "outputs") / "runs" / f"{stamp}_{name}"
 
 
-def _prepare_runs(cfg: Any, seeds: list[int], runtime: dict[str, Any] | None) -> list[SeedRun]:
-    """Per seed: its config, its folder, and the results skeleton `run` starts from."""
-    configs = [seed_config(cfg, s) for s in seeds]
-    root = _root_dir(configs[0], seeds, runtime)
-    names = [str(c.get("name") or "").replace(os.sep, "_") for c in configs]
-    if len(set(names)) < len(names) or not all(names):
-        names = [f"seed{s}" for s in seeds]
-    runs = []
-    for seed, config, name in zip(seeds, configs, names, strict=True):
-        out_dir = root / name
-        config = {**config, "output_dir": str(out_dir)}  # rerunning this config lands here
-        runs.append(SeedRun(seed, config, out_dir, _skeleton(config, runtime, out_dir)))
-    return runs
-
-
-def _skeleton(
-    config: dict[str, Any], runtime: dict[str, Any] | None, out_dir: Path,
-) -> dict[str, Any]:
-    overrides = [o for o in (runtime or {}).get("overrides", []) if not o.startswith("seed=")]
-    return {
-        "status": "failed", "reason": None,
-        "task": config["task"].get("name"), "kind": config["task"].get("kind"),
-        "dataset": config["task"].get("dataset"),
-        "loss": config["loss"].get("label") or config["loss"].get("name"),
-        "seed": config.get("seed"),
-        "overrides": [*overrides, f"seed={config['seed']}"] if runtime else [],
-        "config": config, "config_hash": config_hash(config),
-        "output_dir": str(out_dir.resolve()),
-    }
-
-
-def _reuse(r: SeedRun) -> bool:
-    """Take a finished run of the same config instead of training it (as `run` does)."""
-    search = [r.out_dir]
-    if r.config.get("resume"):
-        search.append(Path(r.config.get("out_root") or "outputs"))
-    previous = find_complete(search, r.results["config_hash"])
-    if previous is None:
-        return False
-    path, done = previous
-    done = {**done, "resumed_from": str(path), "output_dir": r.results["output_dir"]}
-    done.pop("schema", None)
-    write_results(r.out_dir, done)
-    r.results = done
-    return True
-
-
-def _validate_and_train(pending: list[SeedRun], runtime: dict[str, Any] | None) -> None:
-    """Check the config as `run` does (bad input fails before any data loads), then train."""
-    for r in pending:
-        r.out_dir.mkdir(parents=True, exist_ok=True)
-        if not os.access(r.out_dir, os.W_OK):
-            raise ConfigError(f"output folder {r.out_dir} is not writable")
-        validate_config(r.config)
-    config = pending[0].config
-    try:
-        loss_from_config(config["loss"], config["task"]["kind"])
-    except ConfigError as err:
-        if config.get("skip_unfit") and "does not fit task" in str(err):
-            for r in pending:
-                r.results.update(status="skipped", reason=str(err))
-            return
-        raise
-    _train(pending, runtime)
-
-
-def _finish(r: SeedRun, total: float, trained: list[int], k: int) -> None:
-    """Wall time shared out, versions, git; then the seed's results.json."""
-    r.results["wall_s"] = round(total / k, 3)
-    try:
-        r.results["versions"] = versions()
-    except Exception:
-        r.results["versions"] = {"python": platform.python_version()}
-    r.results["git"] = git_commit()
-    r.results["multiseed"] = {"seeds": trained, "wall_s_total": round(total, 3)}
-    try:
-        write_results(r.out_dir, r.results)
-    except OSError as err:
-        r.results["status"] = "failed"
-        r.results["reason"] = f"cannot write results in {r.out_dir}: {err.strerror or err}"
-
-
 # --- training --------------------------------------------------------------------------------
 
 
-def _train(pending: list[SeedRun], runtime: dict[str, Any] | None) -> None:
-    """Build the K seeds' data, models and losses; fit them together; fill in their results."""
+def train_stack(pending: list[Job]) -> None:
+    """Build the K members' data, models and losses; fit them together; fill in their results."""
     from lossbench.parts import build_model
-    from lossbench.run import instantiated
     from lossbench.tasks import task_extras
 
     quiet_lightning()
     config = pending[0].config
-    threads = set_threads(config, runtime)
+    keys = {stack_key(j.config) or stack_refusal(j.config) for j in pending}
+    if len(keys) > 1:
+        raise ConfigError("the jobs of a stack differ in more than seed, loss and perturbation")
+    for j in pending:
+        j.results["attempts"] = 1  # a stack is not retried: a failed one trains job by job
+    threads = set_threads(config, pending[0].runtime)
     kind = config["task"]["kind"]
-    datas = [load_data(r.config) for r in pending]
-    _check_equal_sizes(datas, [r.seed for r in pending])
+    datas = [load_data(j.config) for j in pending]
+    _check_equal_sizes(datas, [j.config["name"] for j in pending])
     losses = [
-        loss_from_config(r.config["loss"], kind, d) for r, d in zip(pending, datas, strict=True)]
-    trainer = build_trainer(config, None, Path(config["output_dir"]), clips_itself=False)
+        loss_from_config(j.config["loss"], kind, d) for j, d in zip(pending, datas, strict=True)]
+    trainer = build_trainer(config, None, pending[0].out_dir, clips_itself=False)
     device = trainer.strategy.root_device
     datas = [d.to(device) for d in datas]
     extras = task_extras(kind)
     models = []
-    for r, data in zip(pending, datas, strict=True):
-        pl.seed_everything(r.seed, workers=False, verbose=False)
+    for j, data in zip(pending, datas, strict=True):
+        pl.seed_everything(int(j.config["seed"]), workers=False, verbose=False)
         outputs = head_size(data, int(config["model"].get("embedding_dim", 32)))
         models.append(build_model(config["model"], data, outputs))
     baselines = [
@@ -276,22 +193,24 @@ def _train(pending: list[SeedRun], runtime: dict[str, Any] | None) -> None:
         models, losses, datas, config["optimizer"], divergence=config.get("divergence"),
         scheduler=config.get("scheduler"))
     batches = SeedBatches([
-        TensorBatches(d.x_train, d.y_train, int(config["batch_size"]), seed=r.seed)
-        for r, d in zip(pending, datas, strict=True)
+        TensorBatches(d.x_train, d.y_train, int(config["batch_size"]), seed=int(j.config["seed"]))
+        for j, d in zip(pending, datas, strict=True)
     ])
     module.steps_per_epoch = len(batches)
     fit(trainer, module, batches)
-    common = {"device": str(device), "threads": threads, "data_path": "device",
-              "stopped_early": None, "instantiated": instantiated(config)}
-    for k, (r, data) in enumerate(zip(pending, datas, strict=True)):
-        r.results.update(_seed_results(module, k, data, baselines[k]), **common)
-    _final_metrics(module, trainer.current_epoch - 1, [r.results["metrics"] for r in pending])
+    common = {"device": str(device), "threads": threads, "data_path": "device"}
+    for k, (j, data) in enumerate(zip(pending, datas, strict=True)):
+        j.results.update(_seed_results(module, k, data, baselines[k], j.config), **common)
+    _final_metrics(module, trainer.current_epoch - 1, [j.results["metrics"] for j in pending])
 
 
 def _seed_results(
     module: SeedStackModule, k: int, data: TaskData, baselines: dict[str, Any],
+    config: dict[str, Any],
 ) -> dict[str, Any]:
-    """Seed k's training keys of the results, in the order `run` writes them."""
+    """Member k's training keys of the results, in the order `run` writes them."""
+    from lossbench.run import instantiated
+
     metric, mode = SELECTION[data.kind]
     diverged = module.diverged_epoch[k]
     divergence = module.divergence[k]
@@ -303,6 +222,8 @@ def _seed_results(
         "data": getattr(data, "info", None) or {"source": "bundled", "dataset": data.dataset},
         "perturb": data.perturb,
         "metrics": {},
+        "stopped_early": None,
+        "instantiated": instantiated(config),
         "baselines": baselines,
         "history": module.history[k],
         "epochs": len(module.history[k]) + int(diverged is not None),
@@ -310,10 +231,11 @@ def _seed_results(
     }
 
 
-def _check_equal_sizes(datas: list[TaskData], seeds: list[int]) -> None:
-    sizes = [tuple(len(d.split(s)[0]) for s in ("train", "val", "test")) for d in datas]
+def _check_equal_sizes(datas: list[TaskData], names: list[str]) -> None:
+    sizes = [(tuple(d.x_train.shape[1:]), *(len(d.split(s)[0]) for s in ("train", "val", "test")))
+             for d in datas]
     if len(set(sizes)) > 1:
-        raise ConfigError(f"seeds {seeds} give splits of different sizes {sizes}; run them apart")
+        raise ConfigError(f"{names} give data of different shapes {sizes}; run them apart")
 
 
 def _final_metrics(module: SeedStackModule, last_epoch: int, out: list[dict[str, Any]]) -> None:
@@ -340,28 +262,23 @@ def _read(tensors: list[Tensor]) -> list[float]:
 # --- logging ---------------------------------------------------------------------------------
 
 
-def _logger(r: SeedRun, runtime: dict[str, Any] | None) -> Any:
-    """The seed's experiment logger; built after training, one at a time (one wandb run each)."""
-    from lossbench.loggers import build_logger
-
-    config = r.config
-    group = (runtime or {}).get("group") or config["task"]["name"]
-    tags = [config["task"]["name"], config["loss"]["name"], *config.get("tags", [])]
-    return build_logger(config["logger"], r.out_dir, config["name"], group, tags, config)
-
-
-def _replay_history(logger: Any, results: dict[str, Any]) -> None:
-    """Give the seed's logger its per-epoch rows, as a separate run would have logged them."""
+def replay_history(job: Job) -> None:
+    """Give a member's logger its per-epoch rows, as a separate run would have logged them;
+    built after training, one at a time (one wandb run each)."""
     from lossbench.loggers import close_logger
+    from lossbench.run import job_logger
 
+    if job.results.get("status") not in ("ok", "diverged"):
+        return
+    logger = job_logger(job.config, job.runtime, job.out_dir)
     if logger is None:
         return
-    for row in results.get("history") or []:
+    for row in job.results.get("history") or []:
         logger.log_metrics({k: v for k, v in row.items() if k != "epoch"} | {
             "epoch": row["epoch"]}, step=row["epoch"])
     logger.save()
-    logger.finalize("success" if results["status"] == "ok" else "failed")
-    close_logger(logger, wandb_summary(results))
+    logger.finalize("success" if job.results["status"] == "ok" else "failed")
+    close_logger(logger, wandb_summary(job.results))
 
 
 # --- the stacked model -----------------------------------------------------------------------
