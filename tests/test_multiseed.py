@@ -10,9 +10,9 @@ import pytest
 import torch
 
 from lossbench.config import compose_config
-from lossbench.multiseed import SeedStackModule, run_seeds
 from lossbench.results import RESULTS_NAME, read_results
 from lossbench.run import run
+from lossbench.stack import SeedStackModule, run_seeds
 
 SEEDS = [0, 1, 2]
 FAST = [
@@ -57,7 +57,7 @@ def test_matches_separate_runs(tmp_path: Path, case: str) -> None:
     for seed, multi in zip(SEEDS, together, strict=True):
         alone = run(_config(tmp_path / f"s{seed}", *overrides, f"seed={seed}"))
         assert alone["status"] == multi["status"] == "ok", multi["reason"]
-        assert list(multi) == [*alone, "multiseed"]  # same keys, same order
+        assert list(multi) == [*alone, "stack"]  # same keys, same order
         assert multi["config_hash"] == alone["config_hash"]
         assert multi["seed"] == multi["config"]["seed"] == seed
         assert multi["baselines"] == alone["baselines"]  # same split
@@ -77,9 +77,9 @@ def test_writes_one_results_file_per_seed(tmp_path: Path) -> None:
         assert on_disk is not None and on_disk["schema"] == 1
         assert {k: v for k, v in on_disk.items() if k != "schema"} == json.loads(
             json.dumps(results))
-        assert results["multiseed"]["seeds"] == SEEDS
+        assert results["stack"]["members"] == len(SEEDS) and results["stack"]["wall_s_is_share"]
         assert results["wall_s"] == pytest.approx(
-            results["multiseed"]["wall_s_total"] / len(SEEDS), abs=1e-3)
+            results["stack"]["wall_s_total"] / len(SEEDS), abs=1e-3)
         # The recorded config reruns this seed alone in its own folder (found complete there).
         again = run(results["config"])
         assert again["resumed_from"] == str(Path(results["output_dir"]) / RESULTS_NAME)
@@ -92,7 +92,8 @@ def test_finished_seeds_are_reused(tmp_path: Path) -> None:
     second = run_seeds(cfg, [0, 1, 2])
     assert [r.get("resumed_from") is not None for r in second] == [True, True, False]
     assert second[0]["history"] == first[0]["history"]
-    assert second[2]["status"] == "ok" and second[2]["multiseed"]["seeds"] == [2]
+    # The one seed left trains alone: a one-member stack is a single run.
+    assert second[2]["status"] == "ok" and "stack" not in second[2]
 
 
 def test_diverged_seed_leaves_the_others_alone(tmp_path: Path, monkeypatch) -> None:
