@@ -22,7 +22,7 @@ from lossbench.report_format import (
     p_text,
     separating_digits,
 )
-from lossbench.stats import ALPHA, MIN_PAIRS, holm, paired_difference, ranks, t_interval
+from lossbench.stats import ALPHA, MIN_PAIRS, ROPE, holm, paired_difference, ranks, t_interval
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -518,7 +518,7 @@ def print_table(result: dict[str, Any]) -> None:
 
 
 def build_report(folders: list[Path], out_dir: Path | None = None,
-                 wandb_log: bool = False) -> dict:
+                 wandb_log: bool = False, rope: float = ROPE) -> dict:
     """Read all runs under folders and write the report files; returns tables and paths."""
     import pandas as pd
 
@@ -552,7 +552,7 @@ def build_report(folders: list[Path], out_dir: Path | None = None,
     colours = colour_map(sorted(set(lb["entry"])))
     plots = {t.name: plot_task(frames[t.name], lb[lb["task"] == t.name], t, out, colours)
              for t in tasks}
-    across = across_summary(tasks, lb, pairs)
+    across = across_summary(tasks, lb, pairs, rope)
     across_plots = write_across(out, across, colours)
     front = ["task", "kind", "problem", "entry", "loss",
              *dict.fromkeys(k for t in tasks for k in t.swept), "rank", "normalised", "n_seeds",
@@ -582,9 +582,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("folders", nargs="+", type=Path, help="sweep/run folders to scan")
     parser.add_argument("--out", type=Path, default=None, help="report folder (<first>/report)")
     parser.add_argument("--wandb", action="store_true", help="log tables and plots to wandb")
+    parser.add_argument("--rope", type=float, default=ROPE, metavar="WIDTH",
+                        help="region of practical equivalence of the Bayesian test, as a "
+                        f"fraction of the trivial-baseline-to-best-loss gap (default {ROPE})")
     args = parser.parse_args(argv)
+    if not 0 <= args.rope < 1:
+        warn(f"--rope must be in [0, 1), got {args.rope}")
+        return 2
     try:
-        result = build_report(args.folders, args.out, wandb_log=args.wandb)
+        result = build_report(args.folders, args.out, wandb_log=args.wandb, rope=args.rope)
     except ReportError as exc:
         warn(str(exc))
         return 2

@@ -153,9 +153,9 @@ def bayes_signed_rank(x: Sequence[float], y: Sequence[float], rope: float = ROPE
     import baycomp
     import numpy as np
 
-    px, peq, py = baycomp.SignedRankTest.probs(np.asarray(x, dtype=float),
-                                               np.asarray(y, dtype=float), rope=rope,
-                                               nsamples=nsamples, random_state=seed)
+    probs = baycomp.SignedRankTest.probs(np.asarray(x, dtype=float), np.asarray(y, dtype=float),
+                                         rope=rope, nsamples=nsamples, random_state=seed)
+    px, peq, py = probs if rope > 0 else (probs[0], 0.0, probs[1])  # no ROPE: two outcomes
     return float(px), float(peq), float(py)
 
 

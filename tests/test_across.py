@@ -327,6 +327,9 @@ def test_user_strings_are_escaped(sweeps: dict[str, Any], tmp_path: Path) -> Non
     shutil.copytree(sweeps["folders"]["clean"], copy, ignore=shutil.ignore_patterns("report*"))
     for path in copy.rglob("results.json"):
         run = json.loads(path.read_text())
+        if run["dataset"] == "digits":  # two data sets are enough, and quicker to plot
+            path.unlink()
+            continue
         if run["dataset"] == "wine":
             run["dataset"] = nasty_data
         if run["loss"] == "mae":

@@ -349,6 +349,12 @@ def test_every_run_failed(tmp_path: Path) -> None:
     assert (folder / "report" / "index.html").exists()
 
 
+def test_cli_bad_rope(sweep: Path) -> None:
+    proc = run_cli(str(sweep), "--rope", "2")
+    assert proc.returncode == 2 and proc.stderr.strip() == "lossbench.report: --rope must be in " \
+        "[0, 1), got 2.0"
+
+
 def test_cli_unwritable_out(sweep: Path, tmp_path: Path) -> None:
     blocker = tmp_path / "a_file"
     blocker.write_text("")

@@ -136,3 +136,5 @@ def test_bayes_signed_rank_direction_and_rope() -> None:
     # Differences far inside the ROPE: practically equal.
     _, equal, _ = bayes_signed_rank(x + 0.001, x, rope=0.01)
     assert equal > 0.99
+    better, equal, worse = bayes_signed_rank(x + 0.001, x, rope=0)  # no ROPE: better or worse
+    assert equal == 0 and better > 0.99 and better + worse == pytest.approx(1.0)
