@@ -4,14 +4,15 @@
     python scripts/findings.py --only stability    # one
     python scripts/findings.py --out /tmp/f        # elsewhere (a folder with finished jobs
                                                    # is reused: only missing jobs train)
+    python scripts/findings.py --report-only --out /tmp/f   # tables from finished sweeps
 
 Each experiment is `python -m lossbench -m +experiment=<name> logger=none`, then
 `python -m lossbench.report` over its sweep folder. The README table between
 `<!-- findings:<name> -->` and `<!-- /findings:<name> -->` is rewritten from the report's
 leaderboard.csv, the plot of the metric against the swept setting is copied to
 docs/findings/<name>.png, and the line between `<!-- findings:commit -->` markers names the
-commit the figures come from. The prose around the tables is not generated: read it again
-after a run that changes the numbers.
+commits the runs recorded in their results.json (`git`). The prose around the tables is not
+generated: read it again after a run that changes the numbers.
 """
 
 from __future__ import annotations
@@ -114,10 +115,13 @@ def run(command: list[str]) -> None:
         raise SystemExit(f"findings: {' '.join(command)} exited {done.returncode}")
 
 
-def commit() -> str:
-    done = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
-                          capture_output=True, text=True)
-    return done.stdout.strip() or "unknown"
+def commits(sweeps: list[Path]) -> str:
+    """The commits the runs were made at, as their results.json files record them."""
+    import json
+
+    seen = sorted({str(json.loads(p.read_text()).get("git") or "unknown")[:7]
+                   for sweep in sweeps for p in sweep.rglob("results.json")})
+    return ", ".join(seen) or "unknown"
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -126,6 +130,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--only", default=",".join(FINDINGS),
                         help=f"comma-separated, from: {', '.join(FINDINGS)}")
     parser.add_argument("--readme", type=Path, default=ROOT / "README.md")
+    parser.add_argument("--report-only", action="store_true",
+                        help="do not run the sweeps; report on the finished ones in --out")
     parser.add_argument("--lossbench-args", default="",
                         help="extra overrides for every sweep (e.g. for a quick dry run)")
     args = parser.parse_args(argv)
@@ -137,8 +143,9 @@ def main(argv: list[str] | None = None) -> None:
     readme = args.readme.read_text()
     for name in names:
         sweep = args.out / name
-        run([sys.executable, "-m", "lossbench", "-m", f"+experiment={name}", "logger=none",
-             f"hydra.sweep.dir={sweep}", *args.lossbench_args.split()])
+        if not args.report_only:
+            run([sys.executable, "-m", "lossbench", "-m", f"+experiment={name}",
+                 "logger=none", f"hydra.sweep.dir={sweep}", *args.lossbench_args.split()])
         run([sys.executable, "-m", "lossbench.report", str(sweep)])
         readme = replace_block(readme, name, table(sweep / "report" / "leaderboard.csv",
                                                    FINDINGS[name]))
@@ -147,8 +154,9 @@ def main(argv: list[str] | None = None) -> None:
             target = args.readme.parent / "docs" / "findings" / f"{name}.png"
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(plot, target)
-    stamp = f"Tables and plots made by `python scripts/findings.py` at commit {commit()} " \
-            f"on {date.today().isoformat()}."
+    sweeps = [args.out / name for name in names]
+    stamp = (f"Tables and plots made by `python scripts/findings.py` on "
+             f"{date.today().isoformat()}, from runs at commit {commits(sweeps)}.")
     readme = replace_block(readme, "commit", stamp)
     args.readme.write_text(readme)
     print(f"findings: rewrote {', '.join(names)} in {args.readme}")

@@ -37,7 +37,7 @@ def test_findings_rewrites_the_table_from_the_runs(tmp_path: Path) -> None:
         if r["status"] == "ok":
             shown = float(row[3].split()[0])  # "mean [lo, hi]"
             assert shown == pytest.approx(r["metrics"]["best"]["test/auroc"], abs=6e-3)
-    assert re.search(r"at commit \w+ on \d{4}-\d\d-\d\d", text)
+    assert re.search(r"on \d{4}-\d\d-\d\d, from runs at commit \w+", text)
     assert (tmp_path / "docs" / "findings" / "stability.png").exists()
     # Everything outside the generated blocks is untouched.
     assert text.split("<!-- findings:commit -->")[0] == (ROOT / "README.md").read_text().split(
