@@ -103,10 +103,11 @@ def drop_holes(usable: pd.DataFrame) -> tuple[list[str], list[str], list[dict[st
     return rows, cols, dropped
 
 
-def cell_status(row: pd.Series) -> str:
+def cell_status(row: pd.Series, sel: str) -> str:
+    """'diverged' (on any seed), 'ok' (a score from ok seeds) or 'failed' (no score: a hole)."""
     if row["n_diverged"] > 0:
         return "diverged"
-    if row["n_seeds"] > 0:
+    if row["n_seeds"] > 0 and math.isfinite(float(row.get(sel, math.nan))):
         return "ok"
     return "failed"
 
@@ -122,7 +123,7 @@ def kind_summary(kind: str, tasks: list[Task], lb: pd.DataFrame, ids: dict,
     base = lb["entry"].str.startswith("baseline:")
     losses = lb[~base].copy()
     losses["pid"] = [ids[(t, p)] for t, p in zip(losses["task"], losses["problem"], strict=True)]
-    losses["status"] = losses.apply(cell_status, axis=1)
+    losses["status"] = losses.apply(cell_status, axis=1, sel=sel)
     order = list(dict.fromkeys(losses["pid"]))
     entries = sorted(set(losses["entry"]))
     cells = losses.set_index(["pid", "entry"])
