@@ -123,7 +123,8 @@ def job_seeds(cfg: DictConfig) -> list[int] | None:
 
 
 def run_job(cfg: DictConfig) -> list[dict[str, Any]]:
-    """One run, or several seeds of the config trained at once (`seeds=`)."""
+    """One run, its share of a stack the sweeper planned, or several seeds of the config
+    trained at once (`seeds=`)."""
     from lossbench.gc_tuning import freeze_imports
 
     freeze_imports()
@@ -131,6 +132,16 @@ def run_job(cfg: DictConfig) -> list[dict[str, Any]]:
 
     seeds = job_seeds(cfg)
     if seeds is None:
+        from hydra.core.hydra_config import HydraConfig
+
+        from lossbench import stack
+
+        if stack.PLAN and HydraConfig.initialized():  # the sweeper stacked it with others
+            from lossbench.environment import to_plain
+
+            stacked = stack.run_planned(to_plain(cfg), int(HydraConfig.get().job.num))
+            if stacked is not None:
+                return [stacked]
         return [run(cfg)]
     from lossbench.stack import run_seeds
 

@@ -29,6 +29,7 @@ import copy
 import json
 import os
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -153,6 +154,79 @@ def _root_dir(config: dict[str, Any], seeds: list[int], runtime: dict[str, Any] 
     label = config["loss"].get("name")
     name = f"{config['task']['name']}-{label}-seeds{'_'.join(map(str, seeds))}"
     return Path(config.get("out_root") or "outputs") / "runs" / f"{stamp}_{name}"
+
+
+# --- stacks in a sweep ------------------------------------------------------------------------
+
+
+@dataclass
+class PlannedStack:
+    """Jobs of a sweep that train as one stack: by Hydra job number, their configs and Hydra
+    jobs; `results` once the first of them to run has trained them all."""
+
+    jobs: dict[int, tuple[dict[str, Any], dict[str, Any]]]
+    results: dict[int, dict[str, Any]] | None = None
+
+
+# The in-process sweeper's plan for its batch: Hydra job number -> the stack it belongs to.
+PLAN: dict[int, PlannedStack] = {}
+
+
+def plan_stacks(configs: Sequence[Any], first_job: int) -> list[list[int]]:
+    """Group a batch of composed job configs (Hydra's, `hydra` node included) into stacks.
+
+    Sets each config's Hydra job number and id as the basic launcher will, so each job's
+    folder is known before any job runs. Returns the stacks (job numbers) of two or more
+    jobs; every other job runs alone, as without stacking.
+    """
+    from omegaconf import OmegaConf, open_dict
+
+    PLAN.clear()
+    groups: dict[str, list[int]] = {}
+    members: dict[int, tuple[dict[str, Any], dict[str, Any]]] = {}
+    for i, cfg in enumerate(configs):
+        job = first_job + i
+        with open_dict(cfg):
+            cfg.hydra.job.num = job
+            cfg.hydra.job.id = job
+        try:
+            config = {k: OmegaConf.to_container(v, resolve=True) if OmegaConf.is_config(v)
+                      else v for k, v in ((k, cfg[k]) for k in cfg if k != "hydra")}
+            sweep_dir = str(OmegaConf.select(cfg, "hydra.sweep.dir"))
+            subdir = str(OmegaConf.select(cfg, "hydra.sweep.subdir"))
+            overrides = list(OmegaConf.to_container(cfg.hydra.overrides.task))
+            key = stack_key(config)
+        except Exception:  # a config only its own job can resolve: it runs alone
+            continue
+        if key is None:
+            continue
+        members[job] = (config, {
+            "output_dir": os.path.abspath(os.path.join(sweep_dir, subdir)),
+            "overrides": overrides, "group": Path(sweep_dir).name, "n_jobs": 1,
+        })
+        groups.setdefault(key, []).append(job)
+    stacks = [jobs for jobs in groups.values() if len(jobs) > 1]
+    for jobs in stacks:
+        planned = PlannedStack({job: members[job] for job in jobs})
+        PLAN.update(dict.fromkeys(jobs, planned))
+    return stacks
+
+
+def run_planned(config: dict[str, Any], job: int) -> dict[str, Any] | None:
+    """This Hydra job's results when the sweeper planned it into a stack (the stack trains
+    when its first job runs); None when the job is in no stack and runs alone."""
+    from lossbench.results import config_hash
+
+    planned = PLAN.pop(job, None)
+    if planned is None:
+        return None
+    mine = planned.jobs[job][0]
+    if config_hash(mine) != config_hash(config):  # not the config the plan was made of
+        return None
+    if planned.results is None:
+        jobs = list(planned.jobs)
+        planned.results = dict(zip(jobs, run_jobs(list(planned.jobs.values())), strict=True))
+    return planned.results[job]
 
 
 # --- training --------------------------------------------------------------------------------

@@ -29,11 +29,12 @@ class ComposeOnceLoader(ConfigLoader):
         self.loader = loader
         self.kept: dict[tuple[int, tuple[str, ...]], DictConfig] = {}
 
-    def keep(self, master_config: DictConfig, sweep_overrides: Sequence[str]) -> None:
+    def keep(self, master_config: DictConfig, sweep_overrides: Sequence[str]) -> DictConfig:
         """Compose a job's config now (errors surface before any job runs) and keep it."""
         config = self.loader.load_sweep_config(master_config, list(sweep_overrides))
         if len(self.kept) < MAX_KEPT:
             self.kept[(id(master_config), tuple(sweep_overrides))] = config
+        return config
 
     def load_sweep_config(
         self, master_config: DictConfig, sweep_overrides: list[str]
@@ -78,7 +79,12 @@ class LossbenchSweeperConf(BasicSweeperConf):
 
 
 class LossbenchSweeper(BasicSweeper):
-    """The basic sweeper (same options, same jobs in the same order), composing once."""
+    """The basic sweeper (same options, same jobs in the same order), composing once, and
+    planning stacks: with the basic launcher, jobs that differ only in seed, loss or
+    perturbation train together (lossbench.stack) when the first of them runs; every job
+    keeps its own Hydra job, folder, callbacks and results.json."""
+
+    next_job = 0  # the Hydra job number of the next batch's first job
 
     def setup(
         self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig
@@ -105,5 +111,8 @@ class LossbenchSweeper(BasicSweeper):
             return
         assert self.config is not None
         self.compose_once.kept.clear()  # a previous batch's leftovers are not wanted again
-        for overrides in batch:
-            self.compose_once.keep(self.config, overrides)
+        configs = [self.compose_once.keep(self.config, overrides) for overrides in batch]
+        from lossbench.stack import plan_stacks
+
+        plan_stacks(configs, self.next_job)
+        self.next_job += len(batch)
