@@ -38,6 +38,8 @@ class Finding:
     settings: tuple[tuple[str, str], ...]
     metrics: tuple[tuple[str, str], ...]
     plot: str
+    # Further report plots the README shows: {file in report/: name in docs/findings/}.
+    extra: tuple[tuple[str, str], ...] = ()
 
 
 FINDINGS: dict[str, Finding] = {
@@ -48,7 +50,9 @@ FINDINGS: dict[str, Finding] = {
     "label_noise": Finding(
         (("perturb.rate", "rate"),),
         (("best/test/acc", "best acc"), ("last/test/acc", "last acc")),
-        "multiclass_vs_perturb.rate.png"),
+        "multiclass_vs_perturb.rate.png",
+        (("multiclass_digits_label_noise_rate=0.4_kind=symmetric_curves.png",
+          "label_noise_curves_rate0.4.png"),)),
     "imbalance": Finding(
         (("perturb.positive_fraction", "positive_fraction"),),
         (("best/test/auroc", "best auroc"), ("best/test/ap", "best ap"),
@@ -149,11 +153,13 @@ def main(argv: list[str] | None = None) -> None:
         run([sys.executable, "-m", "lossbench.report", str(sweep)])
         readme = replace_block(readme, name, table(sweep / "report" / "leaderboard.csv",
                                                    FINDINGS[name]))
-        plot = sweep / "report" / FINDINGS[name].plot
-        if plot.exists():
-            target = args.readme.parent / "docs" / "findings" / f"{name}.png"
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(plot, target)
+        figures = [(FINDINGS[name].plot, f"{name}.png"), *FINDINGS[name].extra]
+        for source, shown in figures:
+            plot = sweep / "report" / source
+            if plot.exists():
+                target = args.readme.parent / "docs" / "findings" / shown
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(plot, target)
     sweeps = [args.out / name for name in names]
     stamp = (f"Tables and plots made by `python scripts/findings.py` on "
              f"{date.today().isoformat()}, from runs at commit {commits(sweeps)}.")
