@@ -13,6 +13,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from lossbench.results import RESULTS_NAME, iter_results
 
+MANIFEST_NAME = "manifest.json"
 UID_ENV = "LOSSBENCH_SWEEP_UID"
 TOTAL_ENV = "LOSSBENCH_SWEEP_TOTAL"
 # Set by on_multirun_end in the launching process; __main__ turns it into the exit code.
@@ -62,6 +63,78 @@ def count_jobs(config: DictConfig) -> int | None:
     parsed = OverridesParser.create().parse_overrides([f"{k}={v}" for k, v in params.items()])
     sizes = [len(list(o.sweep_iterator())) if o.is_sweep_override() else 1 for o in parsed]
     return math.prod(sizes)
+
+
+def manifest_jobs(configs: list[DictConfig], first_job: int) -> list[dict[str, Any]]:
+    """Each composed job config of a batch as the manifest lists it: number, overrides, folder.
+
+    Sets the Hydra job number and id as the launcher will, so the folder resolves as Hydra's."""
+    from omegaconf import open_dict
+
+    jobs = []
+    for i, cfg in enumerate(configs):
+        num = first_job + i
+        with open_dict(cfg):
+            cfg.hydra.job.num = num
+            cfg.hydra.job.id = num
+        try:
+            folder = os.path.join(str(OmegaConf.select(cfg, "hydra.sweep.dir")),
+                                  str(OmegaConf.select(cfg, "hydra.sweep.subdir")))
+        except Exception:  # a folder only the job itself can resolve
+            folder = None
+        jobs.append({"num": num, "overrides": list(cfg.hydra.overrides.task),
+                     "folder": os.path.abspath(folder) if folder else None})
+    return jobs
+
+
+def sweep_axes(jobs: list[dict[str, Any]]) -> dict[str, list[str]]:
+    """The keys the jobs' overrides vary, with their values in order of first appearance."""
+    values: dict[str, list[str]] = {}
+    for job in jobs:
+        for override in job["overrides"]:
+            key, _, value = override.partition("=")
+            seen = values.setdefault(key, [])
+            if value not in seen:
+                seen.append(value)
+    return {k: v for k, v in values.items() if len(v) > 1}
+
+
+def write_manifest(
+    config: DictConfig, jobs: list[dict[str, Any]], stacks: list[list[int]], total: int,
+) -> Path:
+    """`<sweep dir>/manifest.json`: the sweep's axes, job count, stacks (job numbers trained
+    together) and each job's overrides and folder, written by the sweeper before jobs run."""
+    from lossbench.results import write_json_atomic
+
+    sweep_dir = Path(str(config.hydra.sweep.dir))
+    os.environ[TOTAL_ENV] = str(total)
+    if CURRENT_SWEEP is not None:
+        CURRENT_SWEEP["total"] = total
+    return write_json_atomic(sweep_dir / MANIFEST_NAME, {
+        "schema": 1, "dir": str(sweep_dir.resolve()), "total": total,
+        "axes": sweep_axes(jobs), "launcher": str(config.hydra.launcher.get("_target_", "")),
+        "stacks": stacks, "jobs": jobs,
+    })
+
+
+def read_manifest(sweep_dir: Path) -> dict[str, Any] | None:
+    """The sweep's manifest, or None for a sweep without one (another sweeper wrote it)."""
+    from lossbench.results import read_results
+
+    return read_results(Path(sweep_dir) / MANIFEST_NAME)
+
+
+def jobs_without_results(manifest: dict[str, Any]) -> list[dict[str, Any]]:
+    """The manifest's jobs whose folder holds no results.json (`seeds=` jobs: one per seed
+    in a subfolder)."""
+    missing = []
+    for job in manifest.get("jobs") or []:
+        folder = Path(job["folder"]) if job.get("folder") else None
+        if folder is None:
+            continue
+        if not (folder / RESULTS_NAME).exists() and not any(folder.glob(f"*/{RESULTS_NAME}")):
+            missing.append(job)
+    return missing
 
 
 class SweepProgress(Callback):
@@ -114,6 +187,10 @@ class SweepProgress(Callback):
         total = os.environ.get(TOTAL_ENV, "?")
         counts = {s: statuses.count(s) for s in ("ok", "diverged", "failed", "skipped")}
         missing = int(total) - len(jobs) if total.isdigit() else 0
+        manifest = read_manifest(sweep_dir)
+        if manifest is not None:  # the sweeper's own list of jobs and folders
+            total = str(manifest["total"])
+            missing = len(jobs_without_results(manifest))
         LAST_SWEEP = {"dir": str(sweep_dir), "missing": max(missing, 0), **counts}
         if getattr(self, "replay", False):
             for done, (_, data) in enumerate(sorted(iter_results(sweep_dir), key=_job_order), 1):

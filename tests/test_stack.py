@@ -132,3 +132,20 @@ def test_tasks_that_cannot_stack_run_as_before(cli) -> None:
     assert proc.returncode == 0, proc.stderr
     found = [read_results(p) for p in Path(proc.cwd).rglob(RESULTS_NAME)]
     assert len(found) == 2 and all("stack" not in r and r["status"] == "ok" for r in found)
+
+
+def test_the_sweeper_writes_a_manifest_of_axes_jobs_folders_and_stacks(sweeps) -> None:
+    import json
+
+    stacked, apart = sweeps
+    (path,) = Path(stacked.cwd).glob("outputs/sweeps/*/*/manifest.json")
+    manifest = json.loads(path.read_text())
+    assert manifest["total"] == len(manifest["jobs"]) == 16
+    assert set(manifest["axes"]) == {"perturb.rate", "loss", "seed", "optimizer.lr"}
+    assert sorted(len(s) for s in manifest["stacks"]) == [8, 8]
+    assert sorted(n for s in manifest["stacks"] for n in s) == list(range(16))
+    for job in manifest["jobs"]:
+        results = read_results(Path(job["folder"]) / RESULTS_NAME)
+        assert results is not None and results["overrides"] == job["overrides"]
+    (path,) = Path(apart.cwd).glob("outputs/sweeps/*/*/manifest.json")
+    assert json.loads(path.read_text())["stacks"] == []

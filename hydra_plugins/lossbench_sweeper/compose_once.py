@@ -106,13 +106,23 @@ class LossbenchSweeper(BasicSweeper):
         return super().sweep(arguments)
 
     def validate_batch_is_legal(self, batch: Sequence[Sequence[str]]) -> None:
-        if not self.in_process():
-            super().validate_batch_is_legal(batch)
-            return
+        """Compose every job of the batch (bad input stops the sweep here), plan its stacks
+        (in this process only) and write the sweep manifest."""
         assert self.config is not None
+        in_process = self.in_process()
         self.compose_once.kept.clear()  # a previous batch's leftovers are not wanted again
-        configs = [self.compose_once.keep(self.config, overrides) for overrides in batch]
+        if in_process:
+            configs = [self.compose_once.keep(self.config, o) for o in batch]
+        else:  # the launcher's processes compose their own
+            configs = [self.compose_once.loader.load_sweep_config(self.config, list(o))
+                       for o in batch]
         from lossbench.stack import plan_stacks
+        from lossbench.sweep import manifest_jobs, write_manifest
 
-        plan_stacks(configs, self.next_job)
+        jobs = manifest_jobs(configs, self.next_job)
+        stacks = plan_stacks(configs, self.next_job) if in_process else []
+        self.planned = [*getattr(self, "planned", []), *jobs]
+        self.stacks = [*getattr(self, "stacks", []), *stacks]
         self.next_job += len(batch)
+        total = sum(len(b) for b in self.overrides or []) or len(self.planned)
+        write_manifest(self.config, self.planned, self.stacks, total)
