@@ -55,8 +55,19 @@ def text(width: int = 80) -> str:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m lossbench.catalog", description=__doc__)
     parser.add_argument("--markdown", action="store_true", help="print a Markdown table")
+    parser.add_argument("--datasets", action="store_true",
+                        help="the bundled data sets instead: rows, features, kind, package, "
+                             "licence and citation (as python -m lossbench.data.bundled)")
     args = parser.parse_args(argv)
+    if args.datasets:
+        from lossbench.data import bundled
+
+        bundled.main(["--markdown"] if args.markdown else [])
+        return
     print(markdown() if args.markdown else text(shutil.get_terminal_size().columns))
+    if not args.markdown:
+        print("\nData sets: python -m lossbench.catalog --datasets (rows, kind, licence, "
+              "citation of every bundled set)")
 
 
 if __name__ == "__main__":

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import argparse
 import functools
+import shutil
+import textwrap
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -307,16 +309,22 @@ def main(argv: list[str] | None = None) -> None:
     if args.markdown:
         print(markdown())
         return
-    from rich.console import Console
-    from rich.table import Table
+    print(text(shutil.get_terminal_size().columns))
 
-    table = Table(title="lossbench data sets (bundled, offline)")
-    keys = ("name", "kind", "rows", "features", "package", "licence", "citation")
-    for key in keys:
-        table.add_column(key)
+
+def text(width: int = 80) -> str:
+    """One entry per set, wrapped to `width` (never cut): name, kind, size, target, then the
+    package, licence and citation indented below."""
+    lines = ["Bundled data sets (shipped in installed packages; nothing is downloaded):"]
+    indent = "    "
     for row in catalogue_rows():
-        table.add_row(*(str(row[k]) for k in keys))
-    Console().print(table)
+        head = (f"{row['name']}  {row['kind']}, {row['rows']} rows x {row['features']} "
+                f"features; target: {row['target']}")
+        lines += textwrap.wrap(head, width, subsequent_indent=indent)
+        for part in (f"from {row['package']}; licence: {row['licence']}",
+                     f"cite: {row['citation']}"):
+            lines += textwrap.wrap(part, width, initial_indent=indent, subsequent_indent=indent)
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":
