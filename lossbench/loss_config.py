@@ -5,12 +5,10 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+from lossbench.task_kinds import KINDS
 from lossbench.validation import ConfigError
 
-NATURAL_TARGET = {
-    "regression": "float", "binary": "float", "multiclass": "index",
-    "embedding": "labels", "ranking": "float",
-}
+NATURAL_TARGET = {k: v.natural_target for k, v in KINDS.items()}
 
 
 LOSS_META_KEYS = ("name", "label", "_target_", "input", "target", "tasks")

@@ -12,15 +12,10 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from lossbench.data.tabular import TaskData
+from lossbench.task_kinds import KINDS
 
 # The metric every loss on a task is judged and checkpoint-selected by (never its own value).
-SELECTION: dict[str, tuple[str, str]] = {
-    "regression": ("mae", "min"),
-    "binary": ("auroc", "max"),
-    "multiclass": ("acc", "max"),
-    "embedding": ("map_at_r", "max"),
-    "ranking": ("kendall_tau", "max"),
-}
+SELECTION: dict[str, tuple[str, str]] = {k: (v.selection, v.mode) for k, v in KINDS.items()}
 
 MetricFn = Callable[[Tensor, Tensor, TaskData], dict[str, Tensor]]
 _METRICS: dict[str, MetricFn] = {}
@@ -36,16 +31,15 @@ def metric_fn(kind: str) -> Callable[[MetricFn], MetricFn]:
 
 def head_size(data: TaskData, embedding_dim: int = 32) -> int:
     """How many outputs the model's head needs for this task."""
-    if data.kind == "multiclass":
+    head = KINDS[data.kind].head
+    if head == "class":
         return int(data.num_classes)
-    if data.kind == "embedding":
-        return embedding_dim
-    return 1
+    return embedding_dim if head == "embedding" else 1
 
 
 def squeeze_head(kind: str) -> bool:
     """Tasks whose natural output is one number per sample, (N,) rather than (N, 1)."""
-    return kind in ("regression", "binary", "ranking")
+    return KINDS[kind].scalar_head
 
 
 def compute_metrics(outputs: Tensor, targets: Tensor, data: TaskData) -> dict[str, Tensor]:
@@ -125,7 +119,7 @@ class TaskExtras:
 
 _EXTRAS: dict[str, TaskExtras] = {}
 # Modules that register metrics and extras for further task kinds, imported on first use.
-_PLUGINS = {"embedding": "lossbench.embedding", "ranking": "lossbench.ranking"}
+_PLUGINS = {k: v.plugin for k, v in KINDS.items() if v.plugin}
 
 
 def register_extras(kind: str, extras: TaskExtras) -> None:

@@ -11,7 +11,8 @@ from typing import Any
 
 import numpy as np
 
-TASK_KINDS = ("regression", "binary", "multiclass", "embedding", "ranking")
+from lossbench.task_kinds import TASK_KINDS
+
 LABEL_NOISE_KINDS = ("pairflip", "symmetric")
 # Fixed salt so these draws never coincide with other consumers of the same seed.
 _SALT = 0x5EED_7E57

@@ -10,15 +10,13 @@ from typing import Any
 
 import numpy as np
 
+from lossbench.task_kinds import KINDS
 from lossbench.validation import ConfigError
 
 CLASS_KINDS = ("binary", "multiclass", "embedding")
 NUMERIC_KINDS = ("regression", "ranking")
 # The loss `loss=auto` trains with, per kind (tables and OpenML sets pick their kind at run time).
-NATURAL_LOSS = {
-    "regression": "mse", "ranking": "ranknet", "binary": "bce_logits", "multiclass": "ce",
-    "embedding": "triplet",
-}
+NATURAL_LOSS = {k: v.natural_loss for k, v in KINDS.items()}
 # Whole-number targets with at most this many distinct values are classes under kind=auto.
 MAX_AUTO_CLASSES = 10
 
