@@ -101,7 +101,7 @@ def run_seeds(cfg: Any, seeds: Sequence[int]) -> list[dict[str, Any]]:
     base = to_plain(cfg)
     refusal = stack_refusal(base)
     if refusal is not None:
-        raise ValueError(f"seeds= trains one stack, and {refusal}; sweep seed=0,1,2 instead")
+        raise ValueError(f"{refusal}: not with seeds=; sweep seed=0,1,2 instead")
     runtime = hydra_runtime()
     configs = [seed_config(cfg, s) for s in seeds]
     root = _root_dir(configs[0], seeds, runtime)

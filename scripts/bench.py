@@ -15,8 +15,11 @@ CPU time is far less disturbed by other processes on a shared machine):
     vs `python scripts/bench.py --plain-sweep N ...`;
   - process start: a one-epoch run as a process (the CLI vs `--plain-sweep 1`), and
     `python -m lossbench --help` and `python -c "import torch"` for reference;
-  - N seeds at once (lossbench.multiseed): `python -m lossbench seeds=N` vs
-    the plain sweep process, and `run_seeds(cfg, seeds)` vs N plain runs in this process.
+  - N seeds at once (lossbench.stack): `python -m lossbench seeds=N` vs
+    the plain sweep process, and `run_seeds(cfg, seeds)` vs N plain runs in this process;
+  - the in-process cost per member of a stack of 1, 10 and 100 members (`--stack-sizes`).
+A sweep of seeds (`-m seed=0,..`) is stacked by the sweeper (lossbench.stack); `stack=false`
+in the overrides times it job by job.
 
 Usage:
     python scripts/bench.py                    # 5 repeats, 10-run sweeps x3 (~12 min, 2 cores)
@@ -47,7 +50,7 @@ from typing import Any
 
 # Issue "Fast as plain PyTorch": lossbench / plain for one run's training and a 10-run sweep.
 TARGETS = {"train": 1.25, "sweep": 1.3}
-MEASURES = ("runs", "sweep", "multiseed", "start")
+MEASURES = ("runs", "sweep", "multiseed", "stack", "start")
 TASKS = {"multiclass": "ce", "regression": "mse"}  # task config -> lossbench loss config
 PLAIN_LOSSES = {"ce": "cross_entropy", "mse": "mse_loss"}  # -> torch.nn.functional name
 # Set by lightning_fabric on import; a plain PyTorch process does not have it (see plain_env).
@@ -345,9 +348,9 @@ def multiseed_argv(s: Settings, runs: int, scratch: Path, rep: int) -> list[str]
 
 
 def bench_multiseed(s: Settings, runs: int, repeats: int, scratch: Path) -> dict[str, Any]:
-    """`lossbench.multiseed.run_seeds(cfg, seeds)` in this process vs N plain runs in turn."""
+    """`lossbench.stack.run_seeds(cfg, seeds)` in this process vs N plain runs in turn."""
     from lossbench.config import compose_config
-    from lossbench.multiseed import run_seeds
+    from lossbench.stack import run_seeds
 
     seeds = list(range(runs))
 
@@ -370,6 +373,25 @@ def bench_multiseed(s: Settings, runs: int, repeats: int, scratch: Path) -> dict
 
     samples = interleaved({"lossbench": lossbench, "plain": plain}, repeats)
     return {"runs": runs, **summarise(samples, wall_and_cpu("multiseed"))}
+
+
+def bench_stack(s: Settings, sizes: list[int], scratch: Path) -> dict[str, Any]:
+    """In-process cost per member as a stack grows: `run_seeds(cfg, range(K))` per size K
+    (K=1 is a single run: a one-member stack trains alone)."""
+    from lossbench.config import compose_config
+    from lossbench.stack import run_seeds
+
+    rows: dict[str, Any] = {}
+    for k in sizes:
+        cfg = compose_config(s.overrides(f"output_dir={scratch / f'stack-{s.task}-{k}'}"))
+        elapsed = stopwatch()
+        results = run_seeds(cfg, list(range(k)))
+        wall_s, cpu_s = elapsed()
+        if any(r["status"] != "ok" for r in results):
+            raise RuntimeError(f"stack {s.task} x{k}: {[r.get('reason') for r in results]}")
+        rows[str(k)] = {"members": k, "wall_s": wall_s, "cpu_s": cpu_s,
+                        "wall_s_per_member": wall_s / k, "cpu_s_per_member": cpu_s / k}
+    return rows
 
 
 # --- report -----------------------------------------------------------------------------------
@@ -448,6 +470,11 @@ def print_report(report: dict[str, Any]) -> None:
                       _seconds(start["import_torch"]))
     console = Console(width=None if sys.stdout.isatty() else 120)
     console.print(table)
+    for task, case in report["cases"].items():
+        for k, row in (case.get("stack") or {}).items():
+            console.print(f"{task}: stack of {k}: {row['wall_s']:.2f} s wall, "
+                          f"{row['wall_s_per_member']:.3f} s ({row['cpu_s_per_member']:.3f} s "
+                          f"CPU) per member")
     console.print(
         f"{info['cores']} cores ({info['cores_usable']} usable), torch threads "
         f"{info['torch_threads']}, python {info['python']}, torch {info['torch']}, "
@@ -466,6 +493,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--sweep-runs", type=int, default=10, help="seeds in the sweep")
     parser.add_argument("--sweep-repeats", type=int, default=3, help="sweeps per side (median)")
     parser.add_argument("--start-repeats", type=int, default=3, help="process starts each")
+    parser.add_argument("--stack-sizes", type=int, nargs="+", default=[1, 10, 100],
+                        help="members per stack for the in-process cost per member")
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--tasks", nargs="+", default=list(TASKS), choices=list(TASKS))
@@ -511,6 +540,8 @@ def main(argv: list[str] | None = None) -> None:
             if "multiseed" in args.only:
                 case["multiseed"] = bench_multiseed(
                     s, args.sweep_runs, args.sweep_repeats, scratch)
+            if "stack" in args.only:
+                case["stack"] = bench_stack(s, args.stack_sizes, scratch)
         if "start" in args.only:
             report["start"] = bench_start(
                 args.start_repeats, scratch,

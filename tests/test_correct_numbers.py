@@ -252,8 +252,9 @@ def test_a_diverged_run_is_not_retried(cli) -> None:
 
 def test_ctrl_c_says_how_far_the_sweep_got_and_how_to_resume(cli) -> None:
     folder = cli.cwd / "sweep"
+    # Job by job (stack=false): a stack of the six seeds would write all six results at once.
     args = ("-m", "seed=0,1,2,3,4,5", "trainer.max_epochs=30", "logger=none", "threads=1",
-            f"hydra.sweep.dir={folder}")
+            "stack=false", f"hydra.sweep.dir={folder}")
     started = cli.start(*args)
     deadline = time.monotonic() + 240
     while len(list(folder.rglob("results.json"))) < 2 and started.proc.poll() is None:
