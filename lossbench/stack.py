@@ -47,13 +47,14 @@ from lossbench.environment import hydra_runtime, quiet_lightning, set_threads, t
 from lossbench.loss_config import loss_from_config
 from lossbench.parts import build_optimizer, build_scheduler
 from lossbench.run import build_trainer, fit, run_jobs, wandb_summary
+from lossbench.task_kinds import KINDS
 from lossbench.tasks import SELECTION, compute_metrics, head_size, is_better, squeeze_head
 from lossbench.validation import ConfigError
 
 if TYPE_CHECKING:
     from lossbench.run import Job
 
-SUPPORTED_KINDS = ("regression", "binary", "multiclass")
+SUPPORTED_KINDS = tuple(name for name, kind in KINDS.items() if kind.stackable)
 # Config keys in which the members of one stack may differ; everything else must be equal.
 MEMBER_KEYS = ("seed", "loss", "perturb", "name", "output_dir", "tags", "logger", "resume",
                "retries")
