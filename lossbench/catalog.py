@@ -64,10 +64,13 @@ def main(argv: list[str] | None = None) -> None:
 
         bundled.main(["--markdown"] if args.markdown else [])
         return
-    print(markdown() if args.markdown else text(shutil.get_terminal_size().columns))
-    if not args.markdown:
-        print("\nData sets: python -m lossbench.catalog --datasets (rows, kind, licence, "
-              "citation of every bundled set)")
+    if args.markdown:
+        print(markdown())
+        return
+    width = shutil.get_terminal_size().columns
+    print(text(width))
+    print("\n" + textwrap.fill("Data sets: python -m lossbench.catalog --datasets (rows, kind, "
+                               "licence and citation of every bundled set)", width))
 
 
 if __name__ == "__main__":
