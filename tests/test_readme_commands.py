@@ -45,9 +45,11 @@ def as_run(command: str, cwd: Path) -> list[str]:
     """The command as argv, shrunk: one epoch, no logger; sweeps on one seed; placeholders of
     the report command filled with the latest sweep; `[--optional]` parts left out."""
     command = re.sub(r" \[[^\]]*\]", "", command)
-    if "<day>/<time>_<id>" in command:
-        latest = max((cwd / "outputs" / "sweeps").glob("*/*"), key=os.path.getmtime)
-        command = command.replace("outputs/sweeps/<day>/<time>_<id>", str(latest))
+    folders = re.findall(r"outputs/sweeps/<day>/<[^>]*>", command)
+    if folders:  # the latest sweeps, oldest first, in the order the command names them
+        made = sorted((cwd / "outputs" / "sweeps").glob("*/*"), key=os.path.getmtime)
+        for placeholder, sweep in zip(folders, made[-len(folders):], strict=True):
+            command = command.replace(placeholder, str(sweep), 1)
     args = shlex.split(command)
     if args[1:3] != ["-m", "lossbench"] or "--help" in args:
         return [sys.executable, *args[1:]]
