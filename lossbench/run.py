@@ -170,7 +170,8 @@ def _admit(job: Job, start: float) -> None:
         if finished is not None:
             job.results, job.done = finished, True
             return
-        validate_config(config)
+        validate_config(config)  # resolves task.kind=auto and loss=auto in place
+        results.update(kind=config["task"]["kind"], loss=loss_label(config["loss"]))
         try:
             loss_from_config(config["loss"], config["task"]["kind"])  # refuse before data loads
         except ConfigError as err:
