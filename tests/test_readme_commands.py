@@ -45,7 +45,7 @@ def as_run(command: str, cwd: Path) -> list[str]:
     """The command as argv, shrunk: one epoch, no logger; sweeps on one seed; placeholders of
     the report command filled with the latest sweep; `[--optional]` parts left out."""
     command = re.sub(r" \[[^\]]*\]", "", command)
-    folders = re.findall(r"outputs/sweeps/<day>/<[^>]*>", command)
+    folders = re.findall(r"outputs/sweeps/<day>/(?:<[^>]*>_?)+", command)
     if folders:  # the latest sweeps, oldest first, in the order the command names them
         made = sorted((cwd / "outputs" / "sweeps").glob("*/*"), key=os.path.getmtime)
         for placeholder, sweep in zip(folders, made[-len(folders):], strict=True):
