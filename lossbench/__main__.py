@@ -83,6 +83,10 @@ def check_group_choices(argv: list[str]) -> str | None:
         key, sep, value = arg.lstrip("+~").partition("=")
         if not sep or key not in CONFIG_GROUPS:
             continue
+        single = ("task", "loss", "model", "optimizer", "trainer", "logger", "perturb")
+        if key in single and value.strip().startswith("["):  # Hydra merges them: the last wins
+            return (f"{key}={value} names several; a run takes one {key}, a sweep several: "
+                    f"python -m lossbench -m {key}={value.strip().strip('[]')}")
         options = group_options(key)
         for choice in value.strip("[]").split(","):  # a list selects several: callbacks=[a,b]
             choice = choice.strip()
@@ -174,7 +178,13 @@ def one_line_error(err: BaseException) -> str:
         if cause_lines and cause_lines[0] not in text:
             text = f"{text.rstrip('.')}: {cause_lines[0]}"
     if hint:
-        text = f"{text} ({hint[0].lower()}{hint[1:]})"
+        # Hydra's `+key=value` would be refused when nothing reads the key: say that instead
+        # (`download=false` was told to try `+download=false`, which is refused).
+        refused = check_appended_keys(hint.split()[-1:])
+        if refused:
+            text = f"{text.rstrip('.')}: {refused.partition(': ')[2]}"
+        else:
+            text = f"{text} ({hint[0].lower()}{hint[1:]})"
     return text
 
 

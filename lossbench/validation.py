@@ -96,6 +96,9 @@ def validate_config(cfg: dict[str, Any]) -> None:
     _choice("logger", _get(cfg, "logger.name"), LOGGERS)
     if cfg["logger"]["name"] == "wandb":
         _choice("logger.mode", cfg["logger"].get("mode"), WANDB_MODES)
+    for key, example in (("seed", 0), ("batch_size", 64), ("trainer.max_epochs", 10)):
+        if _get(cfg, key, _ABSENT) is _ABSENT:  # `~trainer.max_epochs` said "KeyError: ..."
+            raise ConfigError(f"{key} must be set, e.g. {key}={example}")
     for key, param in RANGES.items():
         value = _get(cfg, key, _ABSENT)  # an explicit null is checked (retries=null was 0)
         if value is not _ABSENT:
@@ -115,6 +118,14 @@ def validate_config(cfg: dict[str, Any]) -> None:
         or not all(isinstance(h, int) and not isinstance(h, bool) and h > 0 for h in hidden)
     ):
         raise ConfigError(f"model.hidden_dims must be a list of positive integers, got {hidden!r}")
+    if str(_get(cfg, "model._target_")) == "lossbench.models.MLP":  # else a KeyError in training
+        from lossbench.models import ACTIVATIONS
+
+        activation = _get(cfg, "model.activation")
+        if activation is not None and (not isinstance(activation, str)
+                                       or activation not in ACTIVATIONS):
+            raise ConfigError(f"unknown model.activation {activation!r} "
+                              f"(choose from: {', '.join(ACTIVATIONS)})")
     from lossbench.parts import check_parts
 
     check_parts(cfg)

@@ -97,11 +97,15 @@ class Param:
             if self.low is not None and any(v < self.low for v in values):
                 raise bad
             return [float(v) for v in values]
-        if not _is_number(value) or (self.kind == "int" and float(value) != int(value)):
+        # finite first: int(nan) raised its own message (threads=nan), int(inf) OverflowError
+        if not _is_number(value) or isinstance(value, float) and not (
+            math.isfinite(value) and (self.kind != "int" or value.is_integer())
+        ):
             raise bad
-        number = int(value) if self.kind == "int" else float(value)
-        if not math.isfinite(number):
-            raise bad
+        try:
+            number = int(value) if self.kind == "int" else float(value)
+        except OverflowError:  # an integer too large for a float
+            raise bad from None
         if number in self.also:
             return number
         if self.low is not None and (number < self.low or (self.low_open and number == self.low)):
