@@ -51,6 +51,11 @@ def embedding_metrics(outputs: Tensor, targets: Tensor, data: TaskData) -> dict[
     from pytorch_metric_learning.utils.inference import CustomKNN
 
     emb = F.normalize(outputs.detach().float(), dim=1)
+    if not bool(emb.isfinite().all()):  # pml reads the embeddings on the host anyway
+        # A model gone NaN/inf: no retrieval to score. NaN metrics, and the epoch's
+        # divergence check records the run as diverged (pml itself would raise).
+        nan = torch.tensor(float("nan"), device=outputs.device)
+        return {ours: nan for ours in _PML_NAMES.values()}
     calc = AccuracyCalculator(
         include=tuple(_PML_NAMES), k="max_bin_count", device=emb.device,
         knn_func=CustomKNN(LpDistance(normalize_embeddings=False)), kmeans_func=_kmeans,

@@ -246,8 +246,9 @@ def _train_with_retries(
             if attempt == tries or os.environ.get("HYDRA_FULL_ERROR") == "1":
                 raise
             finish_stray_wandb()
-            log.warning("attempt %d of %d failed (%s); trying again", attempt, tries,
-                        one_line_reason(err))
+            # run.log, not the console: a failed run's console says one line, its reason
+            log.info("attempt %d of %d failed (%s); trying again", attempt, tries,
+                     one_line_reason(err))
     raise AssertionError("unreachable")
 
 

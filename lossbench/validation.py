@@ -5,20 +5,20 @@ from __future__ import annotations
 from typing import Any
 
 from lossbench.losses.registry import Param
+from lossbench.task_kinds import TASK_KINDS
 
 
 class ConfigError(ValueError):
     """Bad user input; the CLI prints its one-line message and exits non-zero."""
 
 
-TASK_KINDS = ("regression", "binary", "multiclass", "embedding", "ranking")
 LOGGERS = ("wandb", "csv", "none")
 WANDB_MODES = ("offline", "online", "disabled")
 
 # Dotted config key -> the values it may take. Ranges only: every default lives in conf/*.yaml
 # (Param's default stays None here, so the two cannot disagree).
 RANGES: dict[str, Param] = {
-    "seed": Param(None, low=0, kind="int"),
+    "seed": Param(None, low=0, high=2**32 - 1, kind="int"),  # scikit-learn's random_state
     "batch_size": Param(None, low=1, kind="int"),
     "threads": Param(None, low=0, kind="int"),
     "optimizer.lr": Param(None, low=0.0, low_open=True),

@@ -640,25 +640,6 @@ KNOWN_BUGS = {
         ("error", ["seeds=three"]), ("error", ["seeds=1.5"]), ("error", ["seeds=[0.5,1]"]),
         ("error", ["seeds=[true,false]"]),
     ],
-    # The embeddings blow up to NaN within the epoch; the epoch's evaluation hands them to
-    # pml's AccuracyCalculator before the divergence check, whose torch.allclose(x, x) is
-    # False for NaN: "ValueError: When ref_includes_query is True ...", exit 2 (failed), where
-    # the run is diverged (lossbench/embedding.py embedding_metrics, module.evaluate).
-    "an embedding run gone NaN fails in pml instead of being diverged": [
-        ("ok", ["task=embedding", "loss=contrastive", "loss.p=1.031", "optimizer=sgd",
-                "model.dropout=0.09", "+loss.reduction=sum", "loss.distance=euclidean",
-                "loss.reducer=avg_nonzero", "batch_size=52", "perturb=label_noise",
-                "perturb.rate=0.326", "divergence.metric_factor=1000"]),
-    ],
-    # run._train_with_retries logs "attempt k of N failed (...); trying again" as a WARNING,
-    # which the console handler prints on stderr: a failed run with retries=N ends in exit 2
-    # with N + 1 lines (shown here with the embedding run above, the one failure to hand).
-    "retries= print a warning line per failed attempt before the error line": [
-        ("ok", ["task=embedding", "loss=contrastive", "loss.p=1.031", "optimizer=sgd",
-                "model.dropout=0.09", "+loss.reduction=sum", "loss.distance=euclidean",
-                "loss.reducer=avg_nonzero", "batch_size=52", "perturb=label_noise",
-                "perturb.rate=0.326", "divergence.metric_factor=1000", "retries=1"]),
-    ],
 }
 
 
@@ -669,10 +650,6 @@ KNOWN_SIGNS = {
     "an unknown flag gets argparse's usage, not one line": ("unrecognized arguments",),
     "a ranking run with constant scores is ok with kendall_tau NaN": ('kendall_tau": NaN',),
     "seeds= of a wrong type is not checked": ("for int() with base 10", "is not iterable"),
-    "retries= print a warning line per failed attempt before the error line": (
-        "); trying again",),
-    "an embedding run gone NaN fails in pml instead of being diverged": (
-        "When ref_includes_query is True",),
 }
 
 

@@ -123,6 +123,20 @@ def test_a_stacked_member_that_blows_up_is_diverged_alone(cli) -> None:
     assert all(r["status"] == "diverged" and r["divergence"]["rule"] for r in found)
 
 
+def test_an_embedding_run_gone_nan_is_diverged_not_failed(cli) -> None:
+    """Found by the fuzz test: NaN embeddings reached pml's evaluation, which raised; the run
+    is diverged (and, not retried, prints no warning lines)."""
+    proc = cli("task=embedding", "loss=contrastive", "loss.p=1.031", "optimizer=sgd",
+               "model.dropout=0.09", "+loss.reduction=sum", "loss.distance=euclidean",
+               "loss.reducer=avg_nonzero", "batch_size=52", "perturb=label_noise",
+               "perturb.rate=0.326", "divergence.metric_factor=1000", "retries=1",
+               "logger=none", "output_dir=run")
+    assert proc.returncode == 0, proc.stderr
+    (results,) = results_of(cli.cwd / "run")
+    assert results["status"] == "diverged" and results["divergence"]["rule"] == "nonfinite"
+    assert results["attempts"] == 1 and proc.stderr.strip() == ""
+
+
 # --- Optuna: a trial that diverges late scores worst -----------------------------------------
 
 

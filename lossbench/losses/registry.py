@@ -10,7 +10,8 @@ from typing import Any
 
 from torch import nn
 
-TASK_KINDS = ("regression", "binary", "multiclass", "embedding", "ranking")
+from lossbench.task_kinds import TASK_KINDS
+
 # What the loss wants from the model's raw head output.
 INPUTS = ("raw", "probs", "log_probs")
 # What the loss wants from the task's natural labels.
