@@ -123,7 +123,12 @@ def job_seeds(cfg: DictConfig) -> list[int] | None:
         return None
     if isinstance(seeds, int) and not isinstance(seeds, bool):
         return list(range(int(cfg.seed), int(cfg.seed) + seeds)) if seeds > 0 else []
-    return [int(s) for s in seeds]
+    from omegaconf import ListConfig
+
+    whole = [s for s in seeds if isinstance(s, int) and not isinstance(s, bool) and s >= 0] \
+        if isinstance(seeds, list | ListConfig) else []
+    # Anything else (seeds=three, seeds=1.5, [0.5, 1]) is refused: no seed is rounded.
+    return whole if whole and len(whole) == len(seeds) else []
 
 
 def run_job(cfg: DictConfig) -> list[dict[str, Any]]:
