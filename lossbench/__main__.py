@@ -77,6 +77,23 @@ def check_appended_keys(argv: list[str]) -> str | None:
     return None
 
 
+# Hydra's own command-line flags (python -m lossbench --hydra-help lists them).
+HYDRA_FLAGS = (
+    "-m", "--multirun", "-h", "--help", "--hydra-help", "--version", "-c", "--cfg", "--resolve",
+    "-p", "--package", "-i", "--info", "-cp", "--config-path", "-cn", "--config-name", "-cd",
+    "--config-dir", "-r", "--run", "-sc", "--shell-completion", "--experimental-rerun",
+)
+
+
+def check_flags(argv: list[str]) -> str | None:
+    """One line for a flag Hydra does not know (its argparse prints its whole usage)."""
+    for arg in argv:
+        if arg.startswith("-") and "=" not in arg and arg not in HYDRA_FLAGS:
+            return (f"unknown flag '{arg}' (overrides are key=value; flags: -m for a sweep, "
+                    "--help, --hydra-help, --cfg job)")
+    return None
+
+
 def check_group_choices(argv: list[str]) -> str | None:
     """One line for the first `group=option` naming no config file (Hydra prints a screenful)."""
     for arg in argv:
@@ -253,7 +270,8 @@ def _main() -> None:
     register_sweeper()
     new_invocation_uid()
     if not full_error():
-        problem = check_group_choices(sys.argv[1:]) or check_appended_keys(sys.argv[1:])
+        problem = (check_flags(sys.argv[1:]) or check_group_choices(sys.argv[1:])
+                   or check_appended_keys(sys.argv[1:]))
         if problem:
             print(f"lossbench: error: {problem}", file=sys.stderr)
             sys.exit(2)

@@ -620,10 +620,6 @@ KNOWN_BUGS = {
     "an interpolation that does not resolve prints Hydra's 'Error executing job' line too": [
         ("error", ["optimizer.lr=${oc.env:NOPE_X}"]), ("error", ["optimizer.lr=${nope}"]),
     ],
-    # __main__._main hands argv to Hydra's argparse, which prints its usage (8 lines).
-    "an unknown flag gets argparse's usage, not one line": [
-        ("error", ["--nope"]), ("error", ["-x"]),
-    ],
     # The network's scores come out constant: torchmetrics' kendall_rank_corrcoef gives NaN
     # (spearman 0), the selection metric is never finite, so there is no best epoch, and the
     # run is `ok` with NaN metrics (lossbench/ranking.py; divergence only bounds regression).
@@ -640,7 +636,6 @@ KNOWN_BUGS = {
 KNOWN_SIGNS = {
     "an interpolation that does not resolve prints Hydra's 'Error executing job' line too": (
         "resolving interpolation", "Interpolation key"),
-    "an unknown flag gets argparse's usage, not one line": ("unrecognized arguments",),
     "a ranking run with constant scores is ok with kendall_tau NaN": ('kendall_tau": NaN',),
 }
 
