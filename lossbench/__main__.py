@@ -154,8 +154,16 @@ def run_job(cfg: DictConfig) -> list[dict[str, Any]]:
     from lossbench.gc_tuning import freeze_imports
 
     freeze_imports()
+    from omegaconf.errors import OmegaConfBaseException
+
+    from lossbench.environment import to_plain
     from lossbench.run import run
 
+    try:  # an interpolation that does not resolve (${oc.env:UNSET}, ${nope}): one line
+        to_plain(cfg)
+    except OmegaConfBaseException as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        return [{"status": "failed", "reason": f"the config does not resolve: {first}"}]
     seeds = job_seeds(cfg)
     if seeds is None:
         from hydra.core.hydra_config import HydraConfig
@@ -163,8 +171,6 @@ def run_job(cfg: DictConfig) -> list[dict[str, Any]]:
         from lossbench import stack
 
         if stack.PLAN and HydraConfig.initialized():  # the sweeper stacked it with others
-            from lossbench.environment import to_plain
-
             stacked = stack.run_planned(to_plain(cfg), int(HydraConfig.get().job.num))
             if stacked is not None:
                 return [stacked]

@@ -2,7 +2,8 @@
 
 A run is diverged at the first epoch where any of these holds (config group `divergence`):
 
-- `nonfinite`: the training loss or any weight is NaN or infinite;
+- `nonfinite`: the training loss, any weight or the validation selection metric is NaN or
+  infinite (a model whose scores are all equal has no rank correlation);
 - `loss_blowup`: a later epoch's mean training loss exceeds `loss_factor` times the first
   epoch's, floored at 1 (inputs and targets are standardised, so losses start near 1; the
   floor keeps a loss that starts near 0 from tripping the rule). The first epoch is the
@@ -42,13 +43,18 @@ class DivergenceRule:
 
     def check(
         self, train_loss: float, first_loss: float | None, finite: bool, error: float | None,
-        trivial_error: float | None,
+        trivial_error: float | None, selection: float | None = None,
     ) -> dict[str, Any] | None:
         """Which rule fired and why (a dict for results.json), or None for a healthy epoch.
 
-        `first_loss` is the first epoch's mean training loss (None in the first epoch)."""
+        `first_loss` is the first epoch's mean training loss (None in the first epoch);
+        `selection` the epoch's validation selection metric."""
         if not finite or not math.isfinite(train_loss):
             return {"rule": "nonfinite", "detail": "loss or weights became NaN/inf"}
+        if selection is not None and not math.isfinite(selection):
+            return {"rule": "nonfinite", "detail": (
+                f"the validation selection metric is {selection} (e.g. constant predictions "
+                "leave a rank correlation undefined)")}
         if self.loss_factor is not None and first_loss is not None:
             floor = max(abs(first_loss), 1.0)
             if train_loss > self.loss_factor * floor:

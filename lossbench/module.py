@@ -164,7 +164,7 @@ class LossbenchModule(pl.LightningModule):
         error = value if SELECTION[self.data.kind][1] == "min" else None
         fired = self.rule.check(
             row["train/loss"], self.first_loss, is_finite >= 1, error,
-            trivial_value if self.trivial_error is not None else None,
+            trivial_value if self.trivial_error is not None else None, value,
         )
         if fired is not None:
             self.diverged_epoch = epoch

@@ -545,7 +545,8 @@ class SeedStackModule(pl.LightningModule):
     ) -> None:
         value = row[f"val/{self.selection}"]
         error = value if SELECTION[self.kind][1] == "min" else None
-        fired = self.rule.check(row["train/loss"], self.first_loss[k], finite, error, trivial)
+        fired = self.rule.check(
+            row["train/loss"], self.first_loss[k], finite, error, trivial, value)
         if fired is not None:
             self.diverged_epoch[k] = epoch
             self.divergence[k] = {**fired, "epoch": epoch}

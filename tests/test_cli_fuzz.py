@@ -614,29 +614,11 @@ ODD = [["seed=0 "], ["~optimizer.lr"], ["optimizer.name=rmsprop"], ["model.name=
 # main test passes over them; test_known_bugs_are_still_open fails once one is fixed, so that
 # the fix removes its entry here (and the draw joins the others).
 KNOWN_BUGS = {
-    # run.run() calls to_plain(cfg), which resolves interpolations, outside its try: the
-    # exception goes up through Hydra, which logs "Error executing job with overrides: [...]"
-    # on stderr before the one line.
-    "an interpolation that does not resolve prints Hydra's 'Error executing job' line too": [
-        ("error", ["optimizer.lr=${oc.env:NOPE_X}"]), ("error", ["optimizer.lr=${nope}"]),
-    ],
-    # The network's scores come out constant: torchmetrics' kendall_rank_corrcoef gives NaN
-    # (spearman 0), the selection metric is never finite, so there is no best epoch, and the
-    # run is `ok` with NaN metrics (lossbench/ranking.py; divergence only bounds regression).
-    "a ranking run with constant scores is ok with kendall_tau NaN": [
-        ("either", ["task=ranking", "loss=margin_ranking", "loss.margin=0.0", "optimizer=sgd",
-                    "model.hidden_dims=[4,4,32]", "model.dropout=0.08", "perturb=outliers",
-                    "perturb.fraction=0.5883", "optimizer.weight_decay=0.0115",
-                    "+loss.reduction=sum"]),
-    ],
 }
 
 
 # How each known bug shows in a random draw's output, so the main test passes over it there too.
 KNOWN_SIGNS = {
-    "an interpolation that does not resolve prints Hydra's 'Error executing job' line too": (
-        "resolving interpolation", "Interpolation key"),
-    "a ranking run with constant scores is ok with kendall_tau NaN": ('kendall_tau": NaN',),
 }
 
 
