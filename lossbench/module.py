@@ -49,6 +49,7 @@ class LossbenchModule(pl.LightningModule):
         self.scheduler: Any = None
         self._step_scheduler: Any = None  # the scheduler when it steps per optimizer step
         self.augment: Any = None  # callable on a training batch of inputs, on the device
+        self.publish_metrics = False  # set when the run has callbacks that read the metrics
         # One step is zero_grad, backward, (clip), step: Lightning's automatic-optimization
         # closure machinery costs more than the math on small models.
         self.automatic_optimization = False
@@ -176,8 +177,10 @@ class LossbenchModule(pl.LightningModule):
         self.history.append({"epoch": epoch, **row})
         if self.logger is not None:  # straight to the logger: self.log costs ms per call
             self.logger.log_metrics({**row, "epoch": epoch}, step=epoch)
-        # Callbacks that monitor a metric (early stopping) run after this hook and read it here.
-        self.trainer.callback_metrics.update({k: torch.tensor(v) for k, v in row.items()})
+        # Callbacks that monitor a metric (early stopping) run after this hook and read it here
+        # (only when there are callbacks: a tensor per metric is a cost on a 3 ms epoch).
+        if self.publish_metrics:
+            self.trainer.callback_metrics.update({k: torch.tensor(v) for k, v in row.items()})
         if is_better(self.data.kind, value, self.best["value"]):
             self.best = {"epoch": epoch, "value": value, "state": copied_state(self.model)}
         if self.scheduler is not None and self._step_scheduler is None:

@@ -387,6 +387,7 @@ def _train(
     else:
         batches = streaming_loader(data, batch_size, seed, device, order)
     module.steps_per_epoch = len(module.epoch_batches or batches)
+    module.publish_metrics = bool(callbacks)
     fit(trainer, module, batches)
 
     diverged = module.divergence is not None
