@@ -149,8 +149,8 @@ def job_seeds(cfg: DictConfig) -> list[int] | None:
 
 
 def run_job(cfg: DictConfig) -> list[dict[str, Any]]:
-    """One run, its share of a stack the sweeper planned, or several seeds of the config
-    trained at once (`seeds=`)."""
+    """One run, the stack the sweeper planned this job to lead (every member's results), or
+    several seeds of the config trained at once (`seeds=`)."""
     from lossbench.gc_tuning import freeze_imports
 
     freeze_imports()
@@ -166,14 +166,15 @@ def run_job(cfg: DictConfig) -> list[dict[str, Any]]:
         return [{"status": "failed", "reason": f"the config does not resolve: {first}"}]
     seeds = job_seeds(cfg)
     if seeds is None:
-        from hydra.core.hydra_config import HydraConfig
+        from lossbench.environment import hydra_runtime
+        from lossbench.stack_plan import planned_members
 
-        from lossbench import stack
+        runtime = hydra_runtime()
+        members = planned_members(runtime["output_dir"], to_plain(cfg)) if runtime else None
+        if members is not None:  # the sweeper planned this job to train a stack of others
+            from lossbench.run import run_jobs
 
-        if stack.PLAN and HydraConfig.initialized():  # the sweeper stacked it with others
-            stacked = stack.run_planned(to_plain(cfg), int(HydraConfig.get().job.num))
-            if stacked is not None:
-                return [stacked]
+            return run_jobs(members)
         return [run(cfg)]
     from lossbench.stack import run_seeds
 

@@ -11,8 +11,9 @@ from torch import Tensor, nn
 
 from lossbench.data.tabular import TaskData
 from lossbench.divergence import DivergenceRule, trivial_val_error
+from lossbench.member import MemberRecord
 from lossbench.parts import build_optimizer, build_scheduler, reacts_to_metric
-from lossbench.tasks import SELECTION, compute_metrics, is_better, squeeze_head
+from lossbench.tasks import SELECTION, compute_metrics, squeeze_head
 
 
 def all_finite(tensors: Iterable[Tensor]) -> Tensor:
@@ -60,13 +61,9 @@ class LossbenchModule(pl.LightningModule):
         self.eval_batch_size = 1024
         self.squeeze = squeeze_head(data.kind)
         self.selection = SELECTION[data.kind][0]
-        self.history: list[dict[str, float]] = []
-        self.best: dict[str, Any] = {"epoch": None, "value": None, "state": None}
-        self.diverged_epoch: int | None = None
-        self.divergence: dict[str, Any] | None = None  # the rule that fired, and its epoch
-        self.rule = DivergenceRule.from_config(divergence)
+        # History, best weights and divergence: as a stack keeps them for each member.
+        self.record = MemberRecord(data.kind, DivergenceRule.from_config(divergence))
         self.trivial_error = trivial_val_error(data)
-        self.first_loss: float | None = None  # the first epoch's mean training loss
         self._loss_sum: Tensor | None = None
         self._steps = 0
 
@@ -161,28 +158,19 @@ class LossbenchModule(pl.LightningModule):
         row = {**dict(zip(names, values, strict=True)), "train/lr": lr}
         self._loss_sum, self._steps = None, 0
         epoch = self.current_epoch
-        value = row[f"val/{self.selection}"]
-        error = value if SELECTION[self.data.kind][1] == "min" else None
-        fired = self.rule.check(
-            row["train/loss"], self.first_loss, is_finite >= 1, error,
-            trivial_value if self.trivial_error is not None else None, value,
-        )
-        if fired is not None:
-            self.diverged_epoch = epoch
-            self.divergence = {**fired, "epoch": epoch}
+        trivial = trivial_value if self.trivial_error is not None else None
+        if not self.record.record(epoch, row, is_finite >= 1, trivial):
             self.trainer.should_stop = True
             return
-        if self.first_loss is None:
-            self.first_loss = row["train/loss"]
-        self.history.append({"epoch": epoch, **row})
         if self.logger is not None:  # straight to the logger: self.log costs ms per call
             self.logger.log_metrics({**row, "epoch": epoch}, step=epoch)
         # Callbacks that monitor a metric (early stopping) run after this hook and read it here
         # (only when there are callbacks: a tensor per metric is a cost on a 3 ms epoch).
         if self.publish_metrics:
             self.trainer.callback_metrics.update({k: torch.tensor(v) for k, v in row.items()})
-        if is_better(self.data.kind, value, self.best["value"]):
-            self.best = {"epoch": epoch, "value": value, "state": copied_state(self.model)}
+        value = row[f"val/{self.selection}"]
+        if self.record.improved(value):
+            self.record.keep_best(epoch, value, copied_state(self.model))
         if self.scheduler is not None and self._step_scheduler is None:
             if reacts_to_metric(self.scheduler):
                 self.scheduler.step(value)

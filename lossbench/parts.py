@@ -279,3 +279,13 @@ def check_parts(config: dict[str, Any]) -> None:
     if logger == "none" and any(isinstance(c, LearningRateMonitor) for c in callbacks):
         raise ConfigError("callbacks=lr_monitor logs to a logger: use logger=wandb or csv "
                           "(results.json records train/lr each epoch either way)")
+
+
+def instantiated(config: dict[str, Any]) -> dict[str, Any]:
+    """The classes a run was built of (model, optimizer, schedule, callbacks), by import path."""
+    return {
+        "model": qualified_name(config.get("model")),
+        "optimizer": qualified_name(config.get("optimizer")),
+        "scheduler": qualified_name(config.get("scheduler")),
+        "callbacks": {k: qualified_name(v) for k, v in (config.get("callbacks") or {}).items()},
+    }

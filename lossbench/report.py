@@ -77,11 +77,24 @@ def warn(message: str) -> None:
 
 
 def find_results(folders: list[Path]) -> list[Path]:
-    """Every results.json beneath the folders, once each, or a ReportError."""
+    """Every results.json of the folders, once each, or a ReportError. A sweep folder is read
+    from its manifest (its jobs' folders; jobs without results are named in a warning); any
+    other folder is searched."""
+    from lossbench.results import read_manifest, sweep_results
+
+    found: set[Path] = set()
     for folder in folders:
         if not folder.is_dir():
             raise ReportError(f"no such folder {folder}")
-    paths = sorted({p.resolve() for f in folders for p in f.rglob("results.json") if p.is_file()})
+        if read_manifest(folder) is None:
+            found.update(p.resolve() for p in folder.rglob("results.json") if p.is_file())
+            continue
+        runs, missing = sweep_results(folder)
+        found.update(p.resolve() for p, _ in runs)
+        if missing:
+            warn(f"{missing} job(s) of the sweep in {folder} have no results.json "
+                 "(still running, interrupted or killed); the report leaves them out")
+    paths = sorted(found)
     if not paths:
         raise ReportError(f"no results.json under {', '.join(str(f) for f in folders)}")
     return paths

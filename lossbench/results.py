@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 RESULTS_NAME = "results.json"
+MANIFEST_NAME = "manifest.json"  # a sweep's jobs and folders, written by its sweeper
 SCHEMA = 1
 COMPLETE = ("ok", "diverged")
 # Config keys that say where or how a run is recorded, not what it computes.
@@ -87,3 +88,52 @@ def find_complete(folders: list[Path], digest: str) -> tuple[Path, dict[str, Any
         if data.get("config_hash") == digest and data.get("status") in COMPLETE:
             return path, data
     return None
+
+
+def read_manifest(sweep_dir: Path) -> dict[str, Any] | None:
+    """The sweep's manifest, or None for a folder without one (not lossbench's sweeper)."""
+    return read_results(Path(sweep_dir) / MANIFEST_NAME)
+
+
+def sweep_results(folder: Path) -> tuple[list[tuple[Path, dict[str, Any]]], int]:
+    """The readable results of a sweep folder and how many of its jobs have none.
+
+    A sweep with a manifest is read job by job from it (a job's folder holds its
+    results.json, or one per seed below it after `seeds=`); any other folder is scanned."""
+    manifest = read_manifest(folder)
+    if manifest is None:
+        return list(iter_results(folder)), 0
+    found, missing = [], 0
+    for job in manifest.get("jobs") or []:
+        if not job.get("folder"):
+            continue
+        job_dir = Path(job["folder"])
+        paths = [job_dir / RESULTS_NAME] if (job_dir / RESULTS_NAME).exists() else sorted(
+            job_dir.glob(f"*/{RESULTS_NAME}"))
+        read = [(p, data) for p in paths if (data := read_results(p)) is not None]
+        found.extend(read)
+        missing += not read
+    return found, missing
+
+
+class CompleteIndex:
+    """Finished runs beneath a folder by config hash, scanned once per process: a sweep with
+    `resume=true` looks up each of its jobs without reading every results.json again."""
+
+    def __init__(self) -> None:
+        self.scanned: dict[Path, dict[str, Path]] = {}
+
+    def find(self, folder: Path, digest: str) -> tuple[Path, dict[str, Any]] | None:
+        folder = Path(folder).resolve()
+        if folder not in self.scanned:
+            self.scanned[folder] = {
+                data["config_hash"]: path for path, data in iter_results(folder)
+                if data.get("status") in COMPLETE and data.get("config_hash")}
+        path = self.scanned[folder].get(digest)
+        data = read_results(path) if path is not None else None
+        if data is None or data.get("config_hash") != digest or data.get("status") not in COMPLETE:
+            return None
+        return path, data
+
+
+FINISHED = CompleteIndex()

@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 from lossbench.data.loading import keep_on_device, load_data, streaming_loader
-from lossbench.divergence import reason as divergence_reason
 from lossbench.environment import (
     git_commit,
     hydra_runtime,
@@ -24,7 +23,7 @@ from lossbench.environment import (
     versions,
 )
 from lossbench.loss_config import loss_from_config, loss_label
-from lossbench.results import config_hash, find_complete, write_results
+from lossbench.results import FINISHED, config_hash, find_complete, write_results
 from lossbench.validation import ConfigError, validate_config
 
 log = logging.getLogger(__name__)
@@ -57,10 +56,10 @@ def base_results(
 def reuse_finished(config: dict[str, Any], out_dir: Path, digest: str) -> dict[str, Any] | None:
     """A finished run of the same config (this folder, or anywhere under out_root with resume),
     copied into this folder so the sweep folder is complete; None when there is none."""
-    search = [out_dir]
-    if config.get("resume"):
-        search.append(Path(config.get("out_root") or "outputs"))
-    previous = find_complete(search, digest)
+    previous = find_complete([out_dir], digest)
+    root = Path(config.get("out_root") or "outputs")
+    if previous is None and config.get("resume") and root.is_dir():
+        previous = FINISHED.find(root, digest)  # out_root scanned once per process
     if previous is None:
         return None
     path, done = previous
@@ -123,10 +122,12 @@ def run_jobs(
 ) -> list[dict[str, Any]]:
     """The job pipeline: skeleton, reuse, checks, training, save and logger, once for all.
 
-    Each job is a resolved config and its Hydra job (None outside Hydra). One job left to
-    train trains alone (`_train`); several train as one stack (lossbench.stack), each with
-    its own results, and their `wall_s` is their share of the stack's wall time (`stack`
-    says so). A stack that fails as a whole is trained again job by job.
+    Each job is a resolved config and its Hydra job (None outside Hydra). Jobs that can
+    share a stack (lossbench.stack_plan.stack_key, once task.kind=auto is read) and whose
+    data turn out to have equal shapes train as one stack (lossbench.stack), each with its
+    own results; their `wall_s` is their share of the stack's wall time (`stack` says so).
+    Every other job trains alone (`_train`), and so does each job of a stack that failed as
+    a whole. A single run is the one-job case.
     """
     import pytorch_lightning  # noqa: F401  (import time is process start, not this run's wall_s)
 
@@ -135,23 +136,66 @@ def run_jobs(
     for job in prepared:
         _admit(job, start)
     pending = [job for job in prepared if not job.done]
-    if len(pending) > 1 and not _train_stack(pending):
-        for job in pending:  # the stack failed as a whole: each job on its own
-            job.results = base_results(job.config, job.runtime, job.out_dir)
-            _train_alone(job, time.perf_counter())
-    elif len(pending) > 1:
-        total = time.perf_counter() - start
-        stack = {"members": len(pending), "wall_s_total": round(total, 3),
-                 "wall_s_is_share": True}
-        for job in pending:
-            save(job.out_dir, job.results, total / len(pending), stack)
-        from lossbench.stack import replay_history
-
-        for job in pending:
-            replay_history(job)
-    elif pending:
-        _train_alone(pending[0], start)
+    alone = _train_stacks(pending) if len(pending) > 1 else pending
+    for job in alone:
+        _train_alone(job, start if len(pending) == 1 else time.perf_counter())
     return [job.results for job in prepared]
+
+
+def _train_stacks(pending: list[Job]) -> list[Job]:
+    """Train the jobs that can stack, in stacks of equal data shapes; the jobs left over."""
+    from lossbench.stack import data_shape
+    from lossbench.stack_plan import stack_key
+
+    by_key: dict[str | None, list[Job]] = {}
+    for job in pending:
+        by_key.setdefault(stack_key(job.config), []).append(job)
+    alone = by_key.pop(None, [])
+    for group in by_key.values():
+        by_shape: dict[Any, list[tuple[Job, Any, float]]] = {}
+        for job in group:
+            loaded = time.perf_counter()
+            try:
+                data = load_data(job.config)
+            except Exception:  # it fails again alone, with its own reason and retries
+                alone.append(job)
+                continue
+            shape = data_shape(data, job.config)
+            by_shape.setdefault(shape, []).append((job, data, time.perf_counter() - loaded))
+        for members in by_shape.values():
+            if len(members) == 1:
+                alone.append(members[0][0])
+                continue
+            alone.extend(_train_stack(members))
+    alone.sort(key=pending.index)
+    return alone
+
+
+def _train_stack(members: list[tuple[Job, Any, float]]) -> list[Job]:
+    """Train jobs (with their loaded data) as one stack, save each and log each; the jobs to
+    train one by one instead when the stack failed as a whole."""
+    from lossbench.stack import replay_history, train_stack
+
+    start = time.perf_counter() - sum(loading for _, _, loading in members)
+    jobs = [job for job, _, _ in members]
+    try:
+        train_stack(jobs, [data for _, data, _ in members])
+    except Exception as err:
+        if os.environ.get("HYDRA_FULL_ERROR") == "1":
+            raise
+        finish_stray_wandb()
+        log.warning("a stack of %d jobs failed (%s); training them one by one", len(jobs),
+                    one_line_reason(err))
+        for job in jobs:
+            job.results = base_results(job.config, job.runtime, job.out_dir)
+        return jobs
+    total = time.perf_counter() - start
+    stack = {"members": len(jobs), "wall_s_total": round(total, 3), "wall_s_is_share": True}
+    for job in jobs:
+        save(job.out_dir, job.results, total / len(jobs), stack)
+    for job in jobs:
+        replay_history(job)
+    return []
 
 
 def _prepare(config: dict[str, Any], runtime: dict[str, Any] | None) -> Job:
@@ -210,22 +254,6 @@ def _train_alone(job: Job, start: float) -> None:
     from lossbench.loggers import close_logger
 
     close_logger(job.logger, wandb_summary(job.results))
-
-
-def _train_stack(pending: list[Job]) -> bool:
-    """Train the jobs as one stack, filling in their results; False when the stack failed."""
-    from lossbench.stack import train_stack
-
-    try:
-        train_stack(pending)
-    except Exception as err:
-        if os.environ.get("HYDRA_FULL_ERROR") == "1":
-            raise
-        finish_stray_wandb()
-        log.warning("a stack of %d jobs failed (%s); training them one by one", len(pending),
-                    one_line_reason(err))
-        return False
-    return True
 
 
 def _train_with_retries(
@@ -318,15 +346,14 @@ def fit(trainer: Any, module: Any, batches: Any) -> None:
 
 def best_and_last(module: Any, last_epoch: int) -> dict[str, Any]:
     """Test (and val) metrics of the last weights and of the best-validation weights."""
-    metrics: dict[str, Any] = {}
-    if module.diverged_epoch is None:
-        last = {**module.evaluate("val"), **module.evaluate("test")}
-        metrics["last"] = {"epoch": last_epoch, **_floats(last)}
-    if module.best["state"] is not None:
-        module.model.load_state_dict(module.best["state"])
-        best = {**module.evaluate("val"), **module.evaluate("test")}
-        metrics["best"] = {"epoch": module.best["epoch"], **_floats(best)}
-    return metrics
+    record = module.record
+    last = best = None
+    if record.alive:
+        last = _floats({**module.evaluate("val"), **module.evaluate("test")})
+    if record.best["state"] is not None:
+        module.model.load_state_dict(record.best["state"])
+        best = _floats({**module.evaluate("val"), **module.evaluate("test")})
+    return record.final_metrics(last_epoch, last, best)
 
 
 def _train(
@@ -390,24 +417,11 @@ def _train(
     module.publish_metrics = bool(callbacks)
     fit(trainer, module, batches)
 
-    diverged = module.divergence is not None
-    return {
-        "status": "diverged" if diverged else "ok",
-        "reason": divergence_reason(module.divergence) if diverged else None,
-        "divergence": module.divergence,
-        "selection": {"metric": f"val/{metric}", "mode": mode},
-        "data": getattr(data, "info", None) or {"source": "bundled", "dataset": data.dataset},
-        "perturb": data.perturb,
-        "metrics": best_and_last(module, trainer.current_epoch - 1),
-        "stopped_early": stopped_early(callbacks),
-        "instantiated": instantiated(config),
-        "baselines": baselines,
-        "history": module.history,
-        "epochs": len(module.history) + int(diverged),
-        "diverged_epoch": module.diverged_epoch,
-        "device": str(device), "threads": threads,
-        "data_path": "device" if on_device else "stream",
-    }, logger
+    results = module.record.results(
+        data, best_and_last(module, trainer.current_epoch - 1), baselines, config,
+        stopped_early(callbacks))
+    return {**results, "device": str(device), "threads": threads,
+            "data_path": "device" if on_device else "stream"}, logger
 
 
 def job_logger(config: dict[str, Any], runtime: dict[str, Any] | None, out_dir: Path) -> Any:
@@ -418,18 +432,6 @@ def job_logger(config: dict[str, Any], runtime: dict[str, Any] | None, out_dir: 
     group = (runtime or {}).get("group") or config["task"]["name"]
     tags = [config["task"]["name"], config["loss"]["name"], *config.get("tags", [])]
     return build_logger(config["logger"], out_dir, config["name"], group, tags, config)
-
-
-def instantiated(config: dict[str, Any]) -> dict[str, Any]:
-    """The classes a run was built of (model, optimizer, schedule, callbacks), by import path."""
-    from lossbench.parts import qualified_name
-
-    return {
-        "model": qualified_name(config.get("model")),
-        "optimizer": qualified_name(config.get("optimizer")),
-        "scheduler": qualified_name(config.get("scheduler")),
-        "callbacks": {k: qualified_name(v) for k, v in (config.get("callbacks") or {}).items()},
-    }
 
 
 def _floats(metrics: dict[str, Any]) -> dict[str, float]:

@@ -18,18 +18,17 @@ summed loss gives each model exactly its own gradient; gradient clipping is done
 
 With dropout 0 the results match separate runs up to float rounding; with dropout each
 member draws its own masks (`vmap(randomness="different")`), so results are equal in
-distribution, not in value. What a stack may hold is `stack_key`: jobs whose configs agree
-on everything but MEMBER_KEYS. Results, reuse, save and logger naming are lossbench.run's
-pipeline (`run_jobs`); this module is the stacked training only.
+distribution, not in value. What a stack may hold is lossbench.stack_plan's `stack_key`
+(configs that agree on everything but its MEMBER_KEYS) and `data_shape` here. Results, reuse,
+save and logger naming are lossbench.run's pipeline (`run_jobs`), which groups the jobs; this
+module is the stacked training only.
 """
 
 from __future__ import annotations
 
 import copy
-import json
 import os
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -39,54 +38,18 @@ from torch import Tensor, nn
 from torch.func import functional_call, vmap
 
 from lossbench.data.batches import TensorBatches
-from lossbench.data.loading import load_data
 from lossbench.data.tabular import TaskData
 from lossbench.divergence import DivergenceRule, trivial_val_error
-from lossbench.divergence import reason as divergence_reason
 from lossbench.environment import hydra_runtime, quiet_lightning, set_threads, to_plain
 from lossbench.loss_config import loss_from_config
+from lossbench.member import MemberRecord
 from lossbench.parts import build_optimizer, build_scheduler
 from lossbench.run import build_trainer, fit, run_jobs, wandb_summary
-from lossbench.task_kinds import KINDS
-from lossbench.tasks import SELECTION, compute_metrics, head_size, is_better, squeeze_head
-from lossbench.validation import ConfigError
+from lossbench.stack_plan import stack_refusal
+from lossbench.tasks import SELECTION, compute_metrics, head_size, squeeze_head
 
 if TYPE_CHECKING:
     from lossbench.run import Job
-
-SUPPORTED_KINDS = tuple(name for name, kind in KINDS.items() if kind.stackable)
-# Config keys in which the members of one stack may differ; everything else must be equal.
-MEMBER_KEYS = ("seed", "loss", "perturb", "name", "output_dir", "tags", "logger", "resume",
-               "retries")
-
-
-def stack_refusal(config: dict[str, Any]) -> str | None:
-    """Why this job cannot train in a stack (one line), or None when it can."""
-    if config.get("callbacks"):
-        return "callbacks (early stopping) stop each run on its own metric"
-    if "Plateau" in str((config.get("scheduler") or {}).get("_target_")):
-        return "scheduler=plateau follows each run's own metric"
-    kind = config["task"].get("kind")
-    if kind not in SUPPORTED_KINDS or config["task"].get("source") == "torchvision":
-        return (f"stacks hold tabular tasks ({', '.join(SUPPORTED_KINDS)}), not task "
-                f"'{config['task'].get('name')}'")
-    if config.get("compile"):
-        return "compile=true compiles one model"
-    if config["task"].get("data_path") == "stream" or config["task"].get("augment"):
-        return "streamed or augmented batches"
-    if "ddp" in str((config.get("trainer") or {}).get("strategy")):
-        return "trainer=ddp"
-    return None
-
-
-def stack_key(config: dict[str, Any]) -> str | None:
-    """Jobs with equal keys can train in one stack; None for a job that trains alone."""
-    if config.get("stack") is False or config.get("seeds") is not None:
-        return None
-    if stack_refusal(config) is not None:
-        return None
-    shared = {k: v for k, v in config.items() if k not in MEMBER_KEYS}
-    return json.dumps(shared, sort_keys=True, default=str)
 
 
 def run_seeds(cfg: Any, seeds: Sequence[int]) -> list[dict[str, Any]]:
@@ -157,98 +120,29 @@ def _root_dir(config: dict[str, Any], seeds: list[int], runtime: dict[str, Any] 
     return Path(config.get("out_root") or "outputs") / "runs" / f"{stamp}_{name}"
 
 
-# --- stacks in a sweep ------------------------------------------------------------------------
-
-
-@dataclass
-class PlannedStack:
-    """Jobs of a sweep that train as one stack: by Hydra job number, their configs and Hydra
-    jobs; `results` once the first of them to run has trained them all."""
-
-    jobs: dict[int, tuple[dict[str, Any], dict[str, Any]]]
-    results: dict[int, dict[str, Any]] | None = None
-
-
-# The in-process sweeper's plan for its batch: Hydra job number -> the stack it belongs to.
-PLAN: dict[int, PlannedStack] = {}
-
-
-def plan_stacks(configs: Sequence[Any], first_job: int) -> list[list[int]]:
-    """Group a batch of composed job configs (Hydra's, `hydra` node included) into stacks.
-
-    Sets each config's Hydra job number and id as the basic launcher will, so each job's
-    folder is known before any job runs. Returns the stacks (job numbers) of two or more
-    jobs; every other job runs alone, as without stacking.
-    """
-    from omegaconf import OmegaConf, open_dict
-
-    PLAN.clear()
-    groups: dict[str, list[int]] = {}
-    members: dict[int, tuple[dict[str, Any], dict[str, Any]]] = {}
-    for i, cfg in enumerate(configs):
-        job = first_job + i
-        with open_dict(cfg):
-            cfg.hydra.job.num = job
-            cfg.hydra.job.id = job
-        try:
-            config = {k: OmegaConf.to_container(v, resolve=True) if OmegaConf.is_config(v)
-                      else v for k, v in ((k, cfg[k]) for k in cfg if k != "hydra")}
-            sweep_dir = str(OmegaConf.select(cfg, "hydra.sweep.dir"))
-            subdir = str(OmegaConf.select(cfg, "hydra.sweep.subdir"))
-            overrides = list(OmegaConf.to_container(cfg.hydra.overrides.task))
-            key = stack_key(config)
-        except Exception:  # a config only its own job can resolve: it runs alone
-            continue
-        if key is None:
-            continue
-        members[job] = (config, {
-            "output_dir": os.path.abspath(os.path.join(sweep_dir, subdir)),
-            "overrides": overrides, "group": Path(sweep_dir).name, "n_jobs": 1,
-        })
-        groups.setdefault(key, []).append(job)
-    stacks = [jobs for jobs in groups.values() if len(jobs) > 1]
-    for jobs in stacks:
-        planned = PlannedStack({job: members[job] for job in jobs})
-        PLAN.update(dict.fromkeys(jobs, planned))
-    return stacks
-
-
-def run_planned(config: dict[str, Any], job: int) -> dict[str, Any] | None:
-    """This Hydra job's results when the sweeper planned it into a stack (the stack trains
-    when its first job runs); None when the job is in no stack and runs alone."""
-    from lossbench.results import config_hash
-
-    planned = PLAN.pop(job, None)
-    if planned is None:
-        return None
-    mine = planned.jobs[job][0]
-    if config_hash(mine) != config_hash(config):  # not the config the plan was made of
-        return None
-    if planned.results is None:
-        jobs = list(planned.jobs)
-        planned.results = dict(zip(jobs, run_jobs(list(planned.jobs.values())), strict=True))
-    return planned.results[job]
-
-
 # --- training --------------------------------------------------------------------------------
 
 
-def train_stack(pending: list[Job]) -> None:
-    """Build the K members' data, models and losses; fit them together; fill in their results."""
+def data_shape(data: TaskData, config: dict[str, Any]) -> tuple[Any, ...]:
+    """What members must share to stack: kind, input shape, head, and split sizes (the same
+    number of batches an epoch, and whole splits stacked for evaluation)."""
+    sizes = tuple(len(data.split(s)[0]) for s in ("train", "val", "test"))
+    head = head_size(data, int(config["model"].get("embedding_dim", 32)))
+    return (data.kind, tuple(data.x_train.shape[1:]), head, sizes)
+
+
+def train_stack(pending: list[Job], datas: list[TaskData]) -> None:
+    """The K members' models and losses, on their loaded data (equal `data_shape`s) fitted
+    together; fills in their results."""
     from lossbench.parts import build_model
     from lossbench.tasks import task_extras
 
     quiet_lightning()
     config = pending[0].config
-    keys = {stack_key(j.config) or stack_refusal(j.config) for j in pending}
-    if len(keys) > 1:
-        raise ConfigError("the jobs of a stack differ in more than seed, loss and perturbation")
     for j in pending:
         j.results["attempts"] = 1  # a stack is not retried: a failed one trains job by job
     threads = set_threads(config, pending[0].runtime)
-    kind = config["task"]["kind"]
-    datas = [load_data(j.config) for j in pending]
-    _check_equal_sizes(datas, [j.config["name"] for j in pending])
+    kind = datas[0].kind
     losses = [
         loss_from_config(j.config["loss"], kind, d) for j, d in zip(pending, datas, strict=True)]
     trainer = build_trainer(config, None, pending[0].out_dir, clips_itself=False)
@@ -274,59 +168,23 @@ def train_stack(pending: list[Job]) -> None:
     module.steps_per_epoch = len(batches)
     fit(trainer, module, batches)
     common = {"device": str(device), "threads": threads, "data_path": "device"}
+    metrics = _final_metrics(module, trainer.current_epoch - 1)
     for k, (j, data) in enumerate(zip(pending, datas, strict=True)):
-        j.results.update(_seed_results(module, k, data, baselines[k], j.config), **common)
-    _final_metrics(module, trainer.current_epoch - 1, [j.results["metrics"] for j in pending])
+        j.results.update(
+            module.records[k].results(data, metrics[k], baselines[k], j.config), **common)
 
 
-def _seed_results(
-    module: SeedStackModule, k: int, data: TaskData, baselines: dict[str, Any],
-    config: dict[str, Any],
-) -> dict[str, Any]:
-    """Member k's training keys of the results, in the order `run` writes them."""
-    from lossbench.run import instantiated
-
-    metric, mode = SELECTION[data.kind]
-    diverged = module.diverged_epoch[k]
-    divergence = module.divergence[k]
-    return {
-        "status": "diverged" if diverged is not None else "ok",
-        "reason": divergence_reason(divergence) if divergence is not None else None,
-        "divergence": divergence,
-        "selection": {"metric": f"val/{metric}", "mode": mode},
-        "data": getattr(data, "info", None) or {"source": "bundled", "dataset": data.dataset},
-        "perturb": data.perturb,
-        "metrics": {},
-        "stopped_early": None,
-        "instantiated": instantiated(config),
-        "baselines": baselines,
-        "history": module.history[k],
-        "epochs": len(module.history[k]) + int(diverged is not None),
-        "diverged_epoch": diverged,
-    }
-
-
-def _check_equal_sizes(datas: list[TaskData], names: list[str]) -> None:
-    sizes = [(tuple(d.x_train.shape[1:]), *(len(d.split(s)[0]) for s in ("train", "val", "test")))
-             for d in datas]
-    if len(set(sizes)) > 1:
-        raise ConfigError(f"{names} give data of different shapes {sizes}; run them apart")
-
-
-def _final_metrics(module: SeedStackModule, last_epoch: int, out: list[dict[str, Any]]) -> None:
-    """Val and test metrics of the last and of the best weights of every seed, one host sync."""
+def _final_metrics(module: SeedStackModule, last_epoch: int) -> list[dict[str, Any]]:
+    """Each member's `metrics`: val and test of its last and its best weights, one host sync."""
     last = module.evaluate_all(("val", "test"))
     best = module.evaluate_all(("val", "test"), module.best_weights())
-    wanted: list[tuple[int, str, dict[str, Tensor]]] = []
-    for k in range(module.k):
-        if module.diverged_epoch[k] is None:
-            wanted.append((k, "last", last[k]))
-        if module.best[k]["epoch"] is not None:
-            wanted.append((k, "best", best[k]))
-    values = iter(_read([v for _, _, metrics in wanted for v in metrics.values()]))
-    for k, which, metrics in wanted:  # "last" before "best", as run() writes them
-        epoch = last_epoch if which == "last" else module.best[k]["epoch"]
-        out[k][which] = {"epoch": epoch, **{name: next(values) for name in metrics}}
+    values = iter(_read([v for k, record in enumerate(module.records) for which in (last, best)
+                         for v in which[k].values()]))
+    out = []
+    for k, record in enumerate(module.records):
+        read = [{name: next(values) for name in which[k]} for which in (last, best)]
+        out.append(record.final_metrics(last_epoch, *read))
+    return out
 
 
 def _read(tensors: list[Tensor]) -> list[float]:
@@ -414,15 +272,11 @@ class SeedStackModule(pl.LightningModule):
         self.squeeze = squeeze_head(self.kind)
         self.selection = SELECTION[self.kind][0]
         self.eval_batch_size = 1024
-        self.history: list[list[dict[str, float]]] = [[] for _ in models]
-        self.best: list[dict[str, Any]] = [
-            {"epoch": None, "value": None, "state": None} for _ in models]
-        self.diverged_epoch: list[int | None] = [None] * self.k
-        self.divergence: list[dict[str, Any] | None] = [None] * self.k
-        self.rule = DivergenceRule.from_config(divergence)
+        # Each member's history, best weights and divergence, as a single run keeps its own.
+        rule = DivergenceRule.from_config(divergence)
+        self.records = [MemberRecord(self.kind, rule) for _ in models]
         trivial = [trivial_val_error(d) for d in datas]
         self.trivial_error = None if trivial[0] is None else torch.stack(trivial)
-        self.first_loss: list[float | None] = [None] * self.k  # first epoch's training loss
         self._alive = torch.ones(self.k, dtype=torch.bool)
         self.optimizer: torch.optim.Optimizer | None = None
         self._inputs: dict[str, Tensor] = {}  # each split's inputs stacked (K, N, F), once
@@ -508,8 +362,8 @@ class SeedStackModule(pl.LightningModule):
         """Stacked best-validation weights (a seed without any keeps its current ones)."""
         return [
             torch.stack([
-                b["state"][name] if b["state"] is not None else w[k].detach()
-                for k, b in enumerate(self.best)
+                r.best["state"][name] if r.best["state"] is not None else w[k].detach()
+                for k, r in enumerate(self.records)
             ])
             for name, w in zip(self.names, self.weights, strict=True)
         ]
@@ -531,34 +385,21 @@ class SeedStackModule(pl.LightningModule):
         table = torch.stack([*columns, finite.float(), trivial.float()], dim=1).tolist()
         self._loss_sum, self._steps = None, 0
         for k, values in enumerate(table):
-            if self.diverged_epoch[k] is None:
-                *row, is_finite, trivial_value = values
-                self._record(
-                    k, epoch, {**dict(zip(names, row, strict=True)), "train/lr": lr},
-                    is_finite >= 1,
-                    trivial_value if self.trivial_error is not None else None,
-                )
+            record = self.records[k]
+            if not record.alive:
+                continue
+            *figures, is_finite, trivial_value = values
+            row = {**dict(zip(names, figures, strict=True)), "train/lr": lr}
+            error = trivial_value if self.trivial_error is not None else None
+            if not record.record(epoch, row, is_finite >= 1, error):
+                self._freeze(k)
+                continue
+            value = row[f"val/{self.selection}"]
+            if record.improved(value):
+                record.keep_best(epoch, value, {
+                    n: w[k].detach().clone() for n, w in zip(self.names, self.weights,
+                                                              strict=True)})
         return not bool(self._alive.any())
-
-    def _record(
-        self, k: int, epoch: int, row: dict[str, float], finite: bool, trivial: float | None,
-    ) -> None:
-        value = row[f"val/{self.selection}"]
-        error = value if SELECTION[self.kind][1] == "min" else None
-        fired = self.rule.check(
-            row["train/loss"], self.first_loss[k], finite, error, trivial, value)
-        if fired is not None:
-            self.diverged_epoch[k] = epoch
-            self.divergence[k] = {**fired, "epoch": epoch}
-            self._freeze(k)
-            return
-        if self.first_loss[k] is None:
-            self.first_loss[k] = row["train/loss"]
-        self.history[k].append({"epoch": epoch, **row})
-        if is_better(self.kind, value, self.best[k]["value"]):
-            weights = zip(self.names, self.weights, strict=True)
-            state = {n: w[k].detach().clone() for n, w in weights}
-            self.best[k] = {"epoch": epoch, "value": value, "state": state}
 
     @torch.no_grad()
     def _freeze(self, k: int) -> None:

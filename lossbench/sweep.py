@@ -11,9 +11,8 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-from lossbench.results import RESULTS_NAME, iter_results
+from lossbench.results import MANIFEST_NAME, RESULTS_NAME, read_manifest, sweep_results
 
-MANIFEST_NAME = "manifest.json"
 UID_ENV = "LOSSBENCH_SWEEP_UID"
 TOTAL_ENV = "LOSSBENCH_SWEEP_TOTAL"
 # Set by on_multirun_end in the launching process; __main__ turns it into the exit code.
@@ -65,28 +64,6 @@ def count_jobs(config: DictConfig) -> int | None:
     return math.prod(sizes)
 
 
-def manifest_jobs(configs: list[DictConfig], first_job: int) -> list[dict[str, Any]]:
-    """Each composed job config of a batch as the manifest lists it: number, overrides, folder.
-
-    Sets the Hydra job number and id as the launcher will, so the folder resolves as Hydra's."""
-    from omegaconf import open_dict
-
-    jobs = []
-    for i, cfg in enumerate(configs):
-        num = first_job + i
-        with open_dict(cfg):
-            cfg.hydra.job.num = num
-            cfg.hydra.job.id = num
-        try:
-            folder = os.path.join(str(OmegaConf.select(cfg, "hydra.sweep.dir")),
-                                  str(OmegaConf.select(cfg, "hydra.sweep.subdir")))
-        except Exception:  # a folder only the job itself can resolve
-            folder = None
-        jobs.append({"num": num, "overrides": list(cfg.hydra.overrides.task),
-                     "folder": os.path.abspath(folder) if folder else None})
-    return jobs
-
-
 def sweep_axes(jobs: list[dict[str, Any]]) -> dict[str, list[str]]:
     """The keys the jobs' overrides vary, with their values in order of first appearance."""
     values: dict[str, list[str]] = {}
@@ -101,9 +78,11 @@ def sweep_axes(jobs: list[dict[str, Any]]) -> dict[str, list[str]]:
 
 def write_manifest(
     config: DictConfig, jobs: list[dict[str, Any]], stacks: list[list[int]], total: int,
+    units: int | None = None,
 ) -> Path:
     """`<sweep dir>/manifest.json`: the sweep's axes, job count, stacks (job numbers trained
-    together) and each job's overrides and folder, written by the sweeper before jobs run."""
+    together), the jobs launched (`units`: one per stack and per job in none) and each job's
+    overrides and folder, written by the sweeper before jobs run."""
     from lossbench.results import write_json_atomic
 
     sweep_dir = Path(str(config.hydra.sweep.dir))
@@ -113,28 +92,8 @@ def write_manifest(
     return write_json_atomic(sweep_dir / MANIFEST_NAME, {
         "schema": 1, "dir": str(sweep_dir.resolve()), "total": total,
         "axes": sweep_axes(jobs), "launcher": str(config.hydra.launcher.get("_target_", "")),
-        "stacks": stacks, "jobs": jobs,
+        "stacks": stacks, "units": len(jobs) if units is None else units, "jobs": jobs,
     })
-
-
-def read_manifest(sweep_dir: Path) -> dict[str, Any] | None:
-    """The sweep's manifest, or None for a sweep without one (another sweeper wrote it)."""
-    from lossbench.results import read_results
-
-    return read_results(Path(sweep_dir) / MANIFEST_NAME)
-
-
-def jobs_without_results(manifest: dict[str, Any]) -> list[dict[str, Any]]:
-    """The manifest's jobs whose folder holds no results.json (`seeds=` jobs: one per seed
-    in a subfolder)."""
-    missing = []
-    for job in manifest.get("jobs") or []:
-        folder = Path(job["folder"]) if job.get("folder") else None
-        if folder is None:
-            continue
-        if not (folder / RESULTS_NAME).exists() and not any(folder.glob(f"*/{RESULTS_NAME}")):
-            missing.append(job)
-    return missing
 
 
 class SweepProgress(Callback):
@@ -158,42 +117,42 @@ class SweepProgress(Callback):
 
         if not HydraConfig.initialized() or str(HydraConfig.get().mode) != "RunMode.MULTIRUN":
             return
+        from lossbench.results import read_results
+        from lossbench.stack_plan import member_folders
+
         hc = HydraConfig.get()
         sweep_dir = Path(hc.sweep.dir)
-        done = count_finished(sweep_dir, hc.job.num)
         total = os.environ.get(TOTAL_ENV, "?")
-        from lossbench.results import read_results
-
-        job_dir = Path(hc.runtime.output_dir)
-        # One results.json per job, or one per seed below it when the job trained `seeds=`.
-        paths = [job_dir / RESULTS_NAME] if (job_dir / RESULTS_NAME).exists() else sorted(
-            job_dir.glob(f"*/{RESULTS_NAME}")
-        )
         tuned = getattr(self, "tuned", [])
         params = [o for o in hc.overrides.task if o.partition("=")[0].lstrip("+") in tuned]
-        for results in [read_results(p) for p in paths or [job_dir / RESULTS_NAME]]:
-            if tuned:
-                print(trial_line(results, done, total, params), flush=True)
-            elif results is None or results.get("status") != "skipped":  # summed up at the end
-                print(progress_line(results, done, total), flush=True)
+        # A stack's first job trained every member: a line for each, counted each.
+        for job_dir in member_folders(hc.runtime.output_dir):
+            done = count_finished(sweep_dir, job_dir.name)
+            # One results.json per job, or one per seed below it when it trained `seeds=`.
+            paths = [job_dir / RESULTS_NAME] if (job_dir / RESULTS_NAME).exists() else sorted(
+                job_dir.glob(f"*/{RESULTS_NAME}"))
+            for results in [read_results(p) for p in paths or [job_dir / RESULTS_NAME]]:
+                if tuned:
+                    print(trial_line(results, done, total, params), flush=True)
+                elif results is None or results.get("status") != "skipped":  # summed up later
+                    print(progress_line(results, done, total), flush=True)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         global LAST_SWEEP
         sweep_dir = Path(config.hydra.sweep.dir)
-        found = list(iter_results(sweep_dir))
+        # The sweeper's manifest lists the jobs and their folders (another sweeper's: a scan).
+        found, missing = sweep_results(sweep_dir)
         statuses = [data.get("status") for _, data in found]
         # A job folder is the sweep folder's child; `seeds=` jobs hold one results.json per seed.
-        jobs = {path.relative_to(sweep_dir).parts[0] for path, _ in found}
-        total = os.environ.get(TOTAL_ENV, "?")
-        counts = {s: statuses.count(s) for s in ("ok", "diverged", "failed", "skipped")}
-        missing = int(total) - len(jobs) if total.isdigit() else 0
+        jobs = {path.resolve().relative_to(sweep_dir.resolve()).parts[0] for path, _ in found}
         manifest = read_manifest(sweep_dir)
-        if manifest is not None:  # the sweeper's own list of jobs and folders
-            total = str(manifest["total"])
-            missing = len(jobs_without_results(manifest))
+        total = str(manifest["total"]) if manifest else os.environ.get(TOTAL_ENV, "?")
+        if manifest is None:
+            missing = int(total) - len(jobs) if total.isdigit() else 0
+        counts = {s: statuses.count(s) for s in ("ok", "diverged", "failed", "skipped")}
         LAST_SWEEP = {"dir": str(sweep_dir), "missing": max(missing, 0), **counts}
         if getattr(self, "replay", False):
-            for done, (_, data) in enumerate(sorted(iter_results(sweep_dir), key=_job_order), 1):
+            for done, (_, data) in enumerate(sorted(found, key=_job_order), 1):
                 if data.get("status") != "skipped":
                     print(progress_line(data, done, total))
         print(closing_line([data for _, data in found], len(jobs), total, missing, sweep_dir))
@@ -242,13 +201,13 @@ def _job_order(item: tuple[Path, dict[str, Any]]) -> tuple[int, str]:
     return (int(job) if job.isdigit() else 1 << 30, str(item[0]))
 
 
-def count_finished(sweep_dir: Path, job: Any) -> int:
+def count_finished(sweep_dir: Path, job: str) -> int:
     """This job's place in the finishing order of this invocation.
 
     Jobs of a parallel launcher finish together, so the count is an append to a shared file
     under an exclusive lock, not a glance at the disk. Each line names the invocation and the
-    job: a resumed or re-run sweep in the same folder counts its own jobs only, and a job that
-    ends twice counts once, so k never passes N."""
+    job (its folder's name): a resumed or re-run sweep in the same folder counts its own jobs
+    only, and a job that ends twice counts once, so k never passes N."""
     import fcntl
 
     with open(sweep_dir / ".finished", "a+") as f:
@@ -256,7 +215,8 @@ def count_finished(sweep_dir: Path, job: Any) -> int:
         f.write(f"{_uid()} {job}\n")
         f.flush()
         f.seek(0)
-        mine = {line.split()[1] for line in f if line.startswith(f"{_uid()} ")}
+        mine = {line.rstrip("\n").partition(" ")[2] for line in f
+                if line.startswith(f"{_uid()} ")}
         return len(mine)
 
 
@@ -266,7 +226,7 @@ def finished_jobs(sweep_dir: Path) -> int:
         lines = (Path(sweep_dir) / ".finished").read_text().splitlines()
     except OSError:
         return 0
-    return len({line.split()[1] for line in lines if line.startswith(f"{_uid()} ")})
+    return len({line.partition(" ")[2] for line in lines if line.startswith(f"{_uid()} ")})
 
 
 def trial_line(

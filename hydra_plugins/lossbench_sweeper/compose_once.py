@@ -1,9 +1,11 @@
-"""Hydra's basic sweeper, but a job's config is composed once, not twice.
+"""Hydra's basic sweeper, but a job's config is composed once, and stacks launch as one job.
 
 The basic sweeper composes every job's config to validate the batch, then the basic launcher
 composes it again to run it: ~0.13 s a job, as much as training a small model. This sweeper
 keeps the configs it validated and hands each to the launcher once. Launchers that compose in
 other processes (joblib, submitit) compose there as before: the kept configs never travel.
+From the same configs it plans the batch's stacks (lossbench.stack_plan) and launches one job
+per stack, for any launcher.
 """
 
 # No `from __future__ import annotations`: Hydra's plugin scan runs this module before it is in
@@ -32,9 +34,15 @@ class ComposeOnceLoader(ConfigLoader):
     def keep(self, master_config: DictConfig, sweep_overrides: Sequence[str]) -> DictConfig:
         """Compose a job's config now (errors surface before any job runs) and keep it."""
         config = self.loader.load_sweep_config(master_config, list(sweep_overrides))
+        self.hand_out(master_config, sweep_overrides, config)
+        return config
+
+    def hand_out(
+        self, master_config: DictConfig, sweep_overrides: Sequence[str], config: DictConfig,
+    ) -> None:
+        """Keep a job's composed config for the launcher's call for these overrides."""
         if len(self.kept) < MAX_KEPT:
             self.kept[(id(master_config), tuple(sweep_overrides))] = config
-        return config
 
     def load_sweep_config(
         self, master_config: DictConfig, sweep_overrides: list[str]
@@ -80,11 +88,11 @@ class LossbenchSweeperConf(BasicSweeperConf):
 
 class LossbenchSweeper(BasicSweeper):
     """The basic sweeper (same options, same jobs in the same order), composing once, and
-    planning stacks: with the basic launcher, jobs that differ only in seed, loss or
-    perturbation train together (lossbench.stack) when the first of them runs; every job
-    keeps its own Hydra job, folder, callbacks and results.json."""
+    launching stacks: jobs that differ only in seed, loss, perturbation or data set are
+    one launch unit (lossbench.stack_plan), trained together by the unit's first job; every
+    job keeps its own folder, `.hydra/` files and results.json. Any launcher gets the units."""
 
-    next_job = 0  # the Hydra job number of the next batch's first job
+    next_job = 0  # the planned job number of the next batch's first job
 
     def setup(
         self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig
@@ -105,24 +113,39 @@ class LossbenchSweeper(BasicSweeper):
             freeze_imports()
         return super().sweep(arguments)
 
-    def validate_batch_is_legal(self, batch: Sequence[Sequence[str]]) -> None:
-        """Compose every job of the batch (bad input stops the sweep here), plan its stacks
-        (in this process only) and write the sweep manifest."""
-        assert self.config is not None
-        in_process = self.in_process()
-        self.compose_once.kept.clear()  # a previous batch's leftovers are not wanted again
-        if in_process:
-            configs = [self.compose_once.keep(self.config, o) for o in batch]
-        else:  # the launcher's processes compose their own
-            configs = [self.compose_once.loader.load_sweep_config(self.config, list(o))
-                       for o in batch]
-        from lossbench.stack import plan_stacks
-        from lossbench.sweep import manifest_jobs, write_manifest
+    def get_job_batch(self) -> Sequence[Sequence[str]]:
+        """The next batch, as the launch units it is planned into (`plan_batch`)."""
+        return self.plan_batch(super().get_job_batch())
 
-        jobs = manifest_jobs(configs, self.next_job)
-        stacks = plan_stacks(configs, self.next_job) if in_process else []
-        self.planned = [*getattr(self, "planned", []), *jobs]
-        self.stacks = [*getattr(self, "stacks", []), *stacks]
+    def validate_batch_is_legal(self, batch: Sequence[Sequence[str]]) -> None:
+        """Nothing left to check: `plan_batch` composed every job of the batch."""
+
+    def plan_batch(self, batch: Sequence[Sequence[str]]) -> list[list[str]]:
+        """Compose every job of the batch (bad input stops the sweep here), plan its stacks,
+        write their plans and the sweep manifest; the overrides of the units to launch."""
+        from lossbench.stack_plan import group_stacks, launch_units, plan_jobs, write_plan
+        from lossbench.sweep import write_manifest
+
+        assert self.config is not None
+        self.compose_once.kept.clear()  # a previous batch's leftovers are not wanted again
+        configs = [self.compose_once.loader.load_sweep_config(self.config, list(o))
+                   for o in batch]
+        jobs = plan_jobs(configs, self.next_job)
+        stacks = group_stacks(jobs, per_task=not self.in_process())
+        by_num = {job.num: cfg for job, cfg in zip(jobs, configs, strict=True)}
+        for members in stacks:
+            write_plan(members, by_num)
+        units = launch_units(jobs, stacks)
+        if self.in_process():  # the launcher gets the configs composed here
+            for job, overrides in units:
+                cfg = by_num[job.num]
+                if job.subdir is not None:
+                    cfg.hydra.sweep.subdir = job.subdir
+                self.compose_once.hand_out(self.config, overrides, cfg)
+        self.planned = [*getattr(self, "planned", []), *(j.manifest_entry() for j in jobs)]
+        self.stacks = [*getattr(self, "stacks", []), *([j.num for j in s] for s in stacks)]
+        self.units = getattr(self, "units", 0) + len(units)
         self.next_job += len(batch)
         total = sum(len(b) for b in self.overrides or []) or len(self.planned)
-        write_manifest(self.config, self.planned, self.stacks, total)
+        write_manifest(self.config, self.planned, self.stacks, total, self.units)
+        return [overrides for _, overrides in units]

@@ -1,0 +1,159 @@
+"""A stack is one launch unit: any launcher receives whole stacks, data sets of equal shapes
+stack together, and the report and the closing line read the sweep's manifest."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from lossbench.results import RESULTS_NAME, read_results
+
+FAST = ("logger=none", "trainer.progress_bar=false", "threads=1", "model.hidden_dims=[16]",
+        "trainer.max_epochs=3")
+
+
+def _sweep_dir(proc: subprocess.CompletedProcess[str]) -> Path:
+    match = re.search(r"sweep done: .* in (\S+)", proc.stdout)
+    assert match, proc.stdout + proc.stderr
+    return Path(proc.cwd) / match.group(1)
+
+
+def _by_folder(sweep: Path) -> dict[str, dict]:
+    return {p.parent.name: read_results(p) for p in sorted(sweep.glob(f"*/{RESULTS_NAME}"))}
+
+
+def _manifest(sweep: Path) -> dict:
+    return json.loads((sweep / "manifest.json").read_text())
+
+
+def _write_table(path: Path, seed: int, features: int) -> None:
+    """A regression table (numeric target from a linear model plus noise), `features` wide."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(240, features))
+    y = x @ rng.normal(size=features) + 0.3 * rng.normal(size=240)
+    pd.DataFrame(x, columns=[f"f{i}" for i in range(features)]).assign(y=y).to_csv(
+        path, index=False)
+
+
+@pytest.fixture(scope="module")
+def tables(new_cli):
+    """Three CSV tables, two of one shape and one wider, swept stacked and with stack=false."""
+    stacked, apart = new_cli("tables_stacked"), new_cli("tables_apart")
+    for cli in (stacked, apart):
+        for name, seed, width in (("a", 1, 5), ("b", 2, 5), ("c", 3, 7)):
+            _write_table(cli.cwd / f"{name}.csv", seed, width)
+    args = ("-m", "task=table", "task.path=a.csv,b.csv,c.csv", "task.target=y",
+            "loss=auto,l1", "seed=0,1", *FAST)
+    started = stacked.start(*args), apart.start(*args, "stack=false")
+    return started[0].wait(600), started[1].wait(600)
+
+
+def test_data_sets_of_equal_shapes_train_in_one_stack(tables) -> None:
+    stacked, apart = tables
+    for proc in tables:
+        assert proc.returncode == 0, proc.stderr
+        assert "sweep done: 12 of 12 jobs (12 ran: 12 ok)" in proc.stdout
+    together, alone = _by_folder(_sweep_dir(stacked)), _by_folder(_sweep_dir(apart))
+    assert list(together) == list(alone) and len(together) == 12
+    # kind=auto is read from each table: all regression, loss=auto is mse.
+    assert {r["kind"] for r in together.values()} == {"regression"}
+    members = {name: (r["data"]["path"], (r.get("stack") or {}).get("members"))
+               for name, r in together.items()}
+    # a.csv and b.csv (5 features) share a stack of 8; c.csv (7 features) is a stack of 4.
+    assert sorted(m for _, m in members.values()) == [4] * 4 + [8] * 8
+    assert all(m == 4 for path, m in members.values() if path.endswith("c.csv"))
+    # One launch unit: the basic launcher ran one job, which trained all twelve.
+    manifest = _manifest(_sweep_dir(stacked))
+    assert manifest["units"] == 1 and manifest["stacks"] == [list(range(12))]
+    for name, results in together.items():
+        other = alone[name]
+        assert "stack" not in other and results["config_hash"] == other["config_hash"]
+        for which in ("best", "last"):
+            a, b = results["metrics"][which], other["metrics"][which]
+            assert a.keys() == b.keys()
+            assert all(math.isclose(a[k], b[k], rel_tol=1e-4, abs_tol=1e-6) for k in a), name
+
+
+def test_a_members_folder_has_its_hydra_files_as_a_job_of_its_own(tables) -> None:
+    import yaml
+
+    sweep = _sweep_dir(tables[0])
+    for job in sorted(p for p in sweep.iterdir() if p.is_dir()):
+        results = read_results(job / RESULTS_NAME)
+        hydra = job / ".hydra"
+        assert yaml.safe_load((hydra / "overrides.yaml").read_text()) == results["overrides"]
+        config = yaml.safe_load((hydra / "config.yaml").read_text())
+        assert config["seed"] == results["seed"] and config["task"]["path"] in {
+            "a.csv", "b.csv", "c.csv"}
+        assert yaml.safe_load((hydra / "hydra.yaml").read_text())["hydra"]["job"]["num"] == int(
+            job.name.partition("_")[0])
+
+
+def test_the_report_reads_the_manifest_and_names_jobs_without_results(
+    tables, tmp_path: Path,
+) -> None:
+    import shutil
+    import sys
+
+    stacked, _ = tables
+
+    def seeds_counted(folder: Path) -> int:
+        proc = subprocess.run([sys.executable, "-m", "lossbench.report", str(folder)],
+                              capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr
+        seeds_counted.stderr = proc.stderr
+        return int(pd.read_csv(folder / "report" / "leaderboard.csv")["n_seeds"].sum())
+
+    whole = seeds_counted(_sweep_dir(stacked))
+    sweep = tmp_path / "sweep"
+    shutil.copytree(_sweep_dir(stacked), sweep, ignore=shutil.ignore_patterns("report"))
+    manifest = _manifest(sweep)
+    for job in manifest["jobs"]:  # the copy's folders
+        job["folder"] = str(sweep / Path(job["folder"]).name)
+    (sweep / "manifest.json").write_text(json.dumps(manifest))
+    first = Path(manifest["jobs"][3]["folder"])
+    (first / RESULTS_NAME).unlink()
+    (sweep / "stray").mkdir()  # a results.json the sweep did not make is not read
+    shutil.copy(Path(manifest["jobs"][0]["folder"]) / RESULTS_NAME, sweep / "stray")
+    # One job fewer, and the stray copy not counted.
+    assert seeds_counted(sweep) == whole - 1
+    assert "1 job(s) of the sweep" in seeds_counted.stderr
+    assert "have no results.json" in seeds_counted.stderr
+
+
+@pytest.fixture(scope="module")
+def parallel(new_cli):
+    cli = new_cli("parallel_units")
+    args = ("-m", "task=multiclass", "task.dataset=wine,iris", "loss=ce,mae", "seed=0,1", *FAST)
+    started = {
+        "joblib": cli.start(*args, "hydra/launcher=joblib", "hydra.launcher.n_jobs=2"),
+        "submitit": cli.start(*args, "hydra/launcher=submitit_local"),
+    }
+    return {name: s.wait(600) for name, s in started.items()}
+
+
+@pytest.mark.parametrize("launcher", ["joblib", "submitit"])
+def test_a_parallel_launcher_receives_whole_stacks(parallel, launcher: str) -> None:
+    proc = parallel[launcher]
+    assert proc.returncode == 0, proc.stderr
+    assert "sweep done: 8 of 8 jobs (8 ran: 8 ok)" in proc.stdout
+    lines = re.findall(r"^\[(\d+)/8\] multiclass (ce|mae) s(\d): ok", proc.stdout, flags=re.M)
+    assert sorted(int(k) for k, _, _ in lines) == list(range(1, 9))
+    sweep = _sweep_dir(proc)
+    manifest = _manifest(sweep)
+    # One unit per data set, so the two data sets train side by side.
+    assert manifest["units"] == 2 and sorted(map(len, manifest["stacks"])) == [4, 4]
+    results = _by_folder(sweep)
+    assert len(results) == 8
+    for r in results.values():
+        assert r["status"] == "ok" and r["stack"]["members"] == 4
+        assert Path(r["output_dir"]).name in {Path(j["folder"]).name for j in manifest["jobs"]}
+    datasets = {r["data"]["dataset"] for r in results.values()}
+    assert datasets == {"wine", "iris"}
