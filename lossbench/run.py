@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import platform
@@ -151,12 +152,17 @@ def _train_stacks(pending: list[Job]) -> list[Job]:
     for job in pending:
         by_key.setdefault(stack_key(job.config), []).append(job)
     alone = by_key.pop(None, [])
+    loaded_data: dict[str, Any] = {}  # members of one task, seed and perturbation: one load
     for group in by_key.values():
         by_shape: dict[Any, list[tuple[Job, Any, float]]] = {}
         for job in group:
             loaded = time.perf_counter()
+            which = json.dumps([job.config["task"], job.config["seed"],
+                                job.config.get("perturb")], sort_keys=True, default=str)
             try:
-                data = load_data(job.config)
+                if which not in loaded_data:
+                    loaded_data[which] = load_data(job.config)
+                data = loaded_data[which]
             except Exception:  # it fails again alone, with its own reason and retries
                 alone.append(job)
                 continue
@@ -302,12 +308,11 @@ def wandb_summary(results: dict[str, Any]) -> dict[str, Any]:
 
 
 def build_trainer(
-    config: dict[str, Any], logger: Any, out_dir: Path, clips_itself: bool = True,
-    callbacks: list[Any] | None = None,
+    config: dict[str, Any], logger: Any, out_dir: Path, callbacks: list[Any] | None = None,
 ):
     """Lightning's Trainer, lean for small data: no checkpoint files, no sanity or val loops
-    (validation runs inside the module, once per epoch), no model summary. A module with
-    manual optimization clips its own gradients (`clips_itself`); Lightning refuses to."""
+    (validation runs inside the module, once per epoch), no model summary. The modules use
+    manual optimization and clip their own gradients (Lightning refuses to)."""
     import pytorch_lightning as pl
 
     cfg = config["trainer"]
@@ -320,7 +325,6 @@ def build_trainer(
         max_epochs=cfg["max_epochs"], accelerator=cfg.get("accelerator", "auto"),
         devices=cfg.get("devices", 1), precision=cfg.get("precision", "32-true"),
         strategy=cfg.get("strategy", "auto"),
-        gradient_clip_val=None if clips_itself else cfg.get("gradient_clip_val"),
         logger=logger if logger is not None else False, enable_checkpointing=False,
         enable_model_summary=False, enable_progress_bar=bool(progress),
         num_sanity_val_steps=0, limit_val_batches=0, log_every_n_steps=1_000_000,

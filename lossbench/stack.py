@@ -37,7 +37,7 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call, vmap
 
-from lossbench.data.batches import TensorBatches
+from lossbench.data.batches import OncePerEpoch, TensorBatches
 from lossbench.data.tabular import TaskData
 from lossbench.divergence import DivergenceRule, trivial_val_error
 from lossbench.environment import hydra_runtime, quiet_lightning, set_threads, to_plain
@@ -45,6 +45,7 @@ from lossbench.loss_config import loss_from_config
 from lossbench.member import MemberRecord
 from lossbench.parts import build_optimizer, build_scheduler
 from lossbench.run import build_trainer, fit, run_jobs, wandb_summary
+from lossbench.stack_losses import StackLosses
 from lossbench.stack_plan import stack_refusal
 from lossbench.tasks import SELECTION, compute_metrics, head_size, squeeze_head
 
@@ -145,28 +146,35 @@ def train_stack(pending: list[Job], datas: list[TaskData]) -> None:
     kind = datas[0].kind
     losses = [
         loss_from_config(j.config["loss"], kind, d) for j, d in zip(pending, datas, strict=True)]
-    trainer = build_trainer(config, None, pending[0].out_dir, clips_itself=False)
+    trainer = build_trainer(config, None, pending[0].out_dir)
     device = trainer.strategy.root_device
-    datas = [d.to(device) for d in datas]
+    # Members of one task, seed and perturbation share their data (run_jobs loads it once):
+    # it moves to the device once, and its baselines (a model of the data alone) fit once.
+    on_device = {id(d): d.to(device) for d in datas}
+    shared = [id(d) for d in datas]
+    datas = [on_device[i] for i in shared]
     extras = task_extras(kind)
     models = []
     for j, data in zip(pending, datas, strict=True):
         pl.seed_everything(int(j.config["seed"]), workers=False, verbose=False)
         outputs = head_size(data, int(config["model"].get("embedding_dim", 32)))
         models.append(build_model(config["model"], data, outputs))
-    baselines = [
-        extras.baselines(d, m) if extras.baselines else {}
-        for d, m in zip(datas, models, strict=True)
-    ]
+    fitted: dict[int, dict[str, Any]] = {}
+    for i, data in zip(shared, datas, strict=True):
+        if i not in fitted:
+            fitted[i] = extras.baselines(data, None) if extras.baselines else {}
+    baselines = [copy.deepcopy(fitted[i]) for i in shared]
     module = SeedStackModule(
         models, losses, datas, config["optimizer"], divergence=config.get("divergence"),
         scheduler=config.get("scheduler"))
-    batches = SeedBatches([
+    module.epoch_batches = SeedBatches([
         TensorBatches(d.x_train, d.y_train, int(config["batch_size"]), seed=int(j.config["seed"]))
         for j, d in zip(pending, datas, strict=True)
     ])
-    module.steps_per_epoch = len(batches)
-    fit(trainer, module, batches)
+    module.steps_per_epoch = len(module.epoch_batches)
+    module.gradient_clip_val = config["trainer"].get("gradient_clip_val")
+    module.gradient_clip_algorithm = config["trainer"].get("gradient_clip_algorithm")
+    fit(trainer, module, OncePerEpoch())
     common = {"device": str(device), "threads": threads, "data_path": "device"}
     metrics = _final_metrics(module, trainer.current_epoch - 1)
     for k, (j, data) in enumerate(zip(pending, datas, strict=True)):
@@ -268,7 +276,7 @@ class SeedStackModule(pl.LightningModule):
         for i, n in enumerate(self.buffer_names):
             self.register_buffer(f"stacked_buffer{i}", torch.stack([
                 dict(m.named_buffers())[n] for m in models]))
-        self.losses = nn.ModuleList(losses)
+        self.losses = StackLosses(losses)  # one vmapped call per group of equal losses
         self.squeeze = squeeze_head(self.kind)
         self.selection = SELECTION[self.kind][0]
         self.eval_batch_size = 1024
@@ -279,6 +287,14 @@ class SeedStackModule(pl.LightningModule):
         self.trivial_error = None if trivial[0] is None else torch.stack(trivial)
         self._alive = torch.ones(self.k, dtype=torch.bool)
         self.optimizer: torch.optim.Optimizer | None = None
+        # Manual optimization, a whole epoch per Lightning step (`training_step`): the
+        # caller sets `epoch_batches`, `steps_per_epoch` and the clipping before fit.
+        self.automatic_optimization = False
+        self.epoch_batches: Any = None
+        self.gradient_clip_val: float | None = None
+        self.gradient_clip_algorithm: str | None = None
+        self.scheduler: Any = None
+        self._step_scheduler: Any = None  # the scheduler when it steps per optimizer step
         self._inputs: dict[str, Tensor] = {}  # each split's inputs stacked (K, N, F), once
         self._loss_sum: Tensor | None = None
         self._steps = 0
@@ -297,43 +313,60 @@ class SeedStackModule(pl.LightningModule):
         stacked.update(zip(self.buffer_names, self._stacked_buffers(), strict=True))
         return vmap(self._one, randomness="different")(stacked, x)
 
-    def configure_optimizers(self) -> Any:
-        """The optimizer over the stacked weights; a count-driven LR schedule (the same for
-        every member) is Lightning's to step, per epoch or per step."""
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        """The optimizer over the stacked weights, and a count-driven LR schedule (the same
+        for every member), stepped here per step or per epoch (manual optimization)."""
         self.optimizer = build_optimizer(list(self.weights), self.optimizer_cfg)
         built = build_scheduler(
             self.scheduler_cfg, self.optimizer, self.steps_per_epoch,
             int(self.trainer.max_epochs), SELECTION[self.kind][1])
-        if built is None:
-            return self.optimizer
-        scheduler, interval = built
-        return {"optimizer": self.optimizer,
-                "lr_scheduler": {"scheduler": scheduler, "interval": interval}}
+        if built is not None:
+            self.scheduler, interval = built
+            self._step_scheduler = self.scheduler if interval == "step" else None
+        return self.optimizer
 
-    def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
-        x, y = batch
-        out = self(x)
-        per_seed = torch.stack([loss(out[k], y[k]) for k, loss in enumerate(self.losses)])
-        if not bool(self._alive.all()):  # host flag, set at an epoch's end: no sync here
-            per_seed = torch.where(self._alive.to(per_seed.device), per_seed, 0.0)
-        detached = per_seed.detach()
-        self._loss_sum = detached if self._loss_sum is None else self._loss_sum + detached
-        self._steps += 1
-        return per_seed.sum()  # seed k's weights get exactly the gradient of seed k's loss
+    def training_step(self, batch: Any, batch_idx: int) -> Tensor:
+        """A whole epoch: Lightning turns once (`OncePerEpoch`) while the module walks the
+        members' batches, as a single run's module does. Float32 steps call torch directly;
+        mixed precision goes through Lightning's optimizer and backward (the grad scaler)."""
+        lean = self.trainer.precision in ("32-true", "32", "64-true", "64")
+        optimizer = self.optimizers(use_pl_optimizer=not lean)
+        alive = None if bool(self._alive.all()) else self._alive  # host flag: no sync
+        total, steps = None, 0
+        for x, y in self.epoch_batches:
+            per_member = self.losses(self(x), y)
+            if alive is not None:  # a frozen member's loss is zero: no gradient, no NaN
+                per_member = torch.where(alive.to(per_member.device), per_member, 0.0)
+            optimizer.zero_grad()
+            # The sum gives member k's weights exactly the gradient of member k's loss.
+            if lean:
+                per_member.sum().backward()
+            else:
+                self.manual_backward(per_member.sum())
+            self.clip_members(self.gradient_clip_val, self.gradient_clip_algorithm)
+            optimizer.step()
+            if self._step_scheduler is not None:
+                self._step_scheduler.step()
+            detached = per_member.detach()
+            total = detached if total is None else total + detached
+            steps += 1
+        if total is not None:
+            self._loss_sum = total if self._loss_sum is None else self._loss_sum + total
+            self._steps += steps
+        return total.sum() if total is not None else torch.zeros(())
 
-    def configure_gradient_clipping(
-        self, optimizer: torch.optim.Optimizer, gradient_clip_val: float | None = None,
-        gradient_clip_algorithm: str | None = None,
-    ) -> None:
-        """Clip each seed's gradient norm on its own, as K separate Trainers would."""
-        if not gradient_clip_val:
-            return
-        if gradient_clip_algorithm == "value":  # elementwise: the same for stacked weights
-            self.clip_gradients(optimizer, gradient_clip_val, "value")
+    def clip_members(self, clip_val: float | None, algorithm: str | None) -> None:
+        """Clip each member's gradient on its own, as separate runs would: by norm (each
+        member's norm over all its weights) or by value (elementwise: the same stacked)."""
+        if not clip_val:
             return
         grads = [w.grad for w in self.weights if w.grad is not None]
+        if algorithm == "value":
+            for g in grads:
+                g.clamp_(-clip_val, clip_val)
+            return
         norms = torch.stack([g.flatten(1).norm(dim=1) for g in grads]).norm(dim=0)
-        scale = (gradient_clip_val / (norms + 1e-6)).clamp(max=1.0)
+        scale = (clip_val / (norms + 1e-6)).clamp(max=1.0)
         for g in grads:
             g.mul_(scale.view(-1, *[1] * (g.dim() - 1)))
 
@@ -371,6 +404,8 @@ class SeedStackModule(pl.LightningModule):
     def on_train_epoch_end(self) -> None:
         if self.end_epoch(self.current_epoch):
             self.trainer.should_stop = True
+        if self.scheduler is not None and self._step_scheduler is None:
+            self.scheduler.step()  # count-driven (plateau is refused in stacks)
 
     def end_epoch(self, epoch: int) -> bool:
         """Record every live seed's epoch (one host sync); True when no seed is left alive."""

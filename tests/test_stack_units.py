@@ -157,3 +157,61 @@ def test_a_parallel_launcher_receives_whole_stacks(parallel, launcher: str) -> N
         assert Path(r["output_dir"]).name in {Path(j["folder"]).name for j in manifest["jobs"]}
     datasets = {r["data"]["dataset"] for r in results.values()}
     assert datasets == {"wine", "iris"}
+
+
+def _loss(name: str, *overrides: str):
+    from lossbench.config import compose_config
+    from lossbench.environment import to_plain
+    from lossbench.loss_config import loss_from_config
+
+    config = to_plain(compose_config(["task=multiclass", f"loss={name}", *overrides]))
+    return loss_from_config(config["loss"], "multiclass")
+
+
+def test_members_sharing_a_loss_call_it_once_under_vmap_with_each_members_value() -> None:
+    import torch
+    import torch.nn.functional as F
+
+    from lossbench.stack_losses import StackLosses
+
+    losses = [_loss("ce"), _loss("gce"), _loss("ce"), _loss("gce", "loss.q=0.3"), _loss("ce")]
+    stacked = StackLosses(losses)
+    assert sorted(stacked.groups) == [[0, 2, 4], [1], [3]]
+    generator = torch.Generator().manual_seed(0)
+    out = torch.randn(5, 32, 10, generator=generator, requires_grad=True)
+    y = torch.randint(0, 10, (5, 32), generator=generator)
+    values = stacked(out, y)
+    assert stacked.vmapped[stacked.groups.index([0, 2, 4])] is True
+    for k in (0, 2, 4):  # torch's own cross entropy, member by member
+        assert torch.allclose(values[k], F.cross_entropy(out[k], y[k]), rtol=1e-6)
+    for k in (1, 3):
+        assert torch.allclose(values[k], losses[k](out[k], y[k]), rtol=1e-6)
+    # Each member's gradient is its own loss's gradient.
+    values.sum().backward()
+    alone = out.detach().clone().requires_grad_()
+    F.cross_entropy(alone[2], y[2]).backward()
+    assert torch.allclose(out.grad[2], alone.grad[2], rtol=1e-5, atol=1e-8)
+
+
+def test_a_loss_vmap_cannot_run_is_called_once_per_member() -> None:
+    import torch
+    from torch import nn
+
+    from lossbench.stack_losses import StackLosses
+
+    class HostScaled(nn.Module):
+        """Reads a value on the host (`.item()`): vmap cannot run it."""
+
+        def forward(self, prediction, target):
+            scale = float(target.float().mean().item()) + 1.0
+            return nn.functional.cross_entropy(prediction, target) * scale
+
+    stacked = StackLosses([HostScaled(), HostScaled()])
+    assert stacked.groups == [[0, 1]]
+    out = torch.randn(2, 16, 4)
+    y = torch.randint(0, 4, (2, 16))
+    values = stacked(out, y)
+    assert stacked.vmapped == [False]
+    for k in range(2):
+        expected = nn.functional.cross_entropy(out[k], y[k]) * (y[k].float().mean() + 1.0)
+        assert torch.allclose(values[k], expected, rtol=1e-6)
