@@ -1,30 +1,44 @@
 """Is lossbench as fast as plain PyTorch? Times lossbench against a hand-written loop.
 
-Both sides do the same work on the same inputs: lossbench's TaskData splits, lossbench's MLP
-(same hidden dims, initialised right after seeding with the same seed), Adam with the config's
-lr, the same batch size, epochs and batch order, the task's torchmetrics metrics on the whole
-validation split every epoch (best weights kept by the task's selection metric), and a final
-test evaluation of the last and the best weights. Both use one torch thread, so the two test
-metrics printed must be equal.
+Both sides do the same work on the same inputs. The plain side (`plain_job`) gets each job's
+resolved config, composed by lossbench's Hydra config here, outside any timing, and trains it
+in a loop written by hand, with lossbench's builders for the things it trains: the task's
+data (`load_data`: same split and perturbation), the model (`build_model`, right after
+seeding what `pl.seed_everything` seeds), the loss's module (`loss_from_config`, called
+without its wrapper's per-step checks) and the optimizer (`build_optimizer`); the same batch
+size, epochs and batch order (`TensorBatches`), the task's metrics on the whole validation
+split every epoch, best weights kept by the task's selection metric, lossbench's divergence
+rule, and a final test evaluation of the last and the best weights. Both use one torch
+thread, so a single run's two test metrics must be equal.
 
 Measured, lossbench and plain interleaved (medians; wall seconds, CPU seconds beside them, as
 CPU time is far less disturbed by other processes on a shared machine):
-  - one run in this process: `lossbench.run.run(cfg)` and its `Trainer.fit` vs `plain_run`
+  - one run in this process: `lossbench.run.run(cfg)` and its `Trainer.fit` vs `plain_job`
     and its training loop (per-epoch validation included on both sides);
   - a sweep of N seeds, whole process: `python -m lossbench -m ... seed=0,..,N-1`
-    vs `python scripts/bench.py --plain-sweep N ...`;
-  - process start: a one-epoch run as a process (the CLI vs `--plain-sweep 1`), and
+    vs `python scripts/bench.py --plain-jobs <file>` (the N jobs one after another);
+  - process start: a one-epoch run as a process (the CLI vs `--plain-jobs` with one job), and
     `python -m lossbench --help` and `python -c "import torch"` for reference;
   - N seeds at once (lossbench.stack): `python -m lossbench seeds=N` vs
     the plain sweep process, and `run_seeds(cfg, seeds)` vs N plain runs in this process;
-  - the in-process cost per member of a stack of 1, 10 and 100 members (`--stack-sizes`).
+  - the in-process cost per member of a stack of 1, 10 and 100 members (`--stack-sizes`);
+  - `--only cases`: whole sweeps as whole processes (CASES: digits_5x5, label_noise,
+    regression_losses), `python -m lossbench -m <case>` vs `--plain-jobs` running the same
+    jobs in the same order (Hydra's basic sweeper's expansion, `sweep_jobs`), and per job
+    the best weights' test selection metric of both (read from the sweep's results.json):
+    how many are equal within 1e-6, the median and largest difference (a stack runs its
+    members through one vmapped step, so float rounding may differ).
 A sweep of seeds (`-m seed=0,..`) is stacked by the sweeper (lossbench.stack); `stack=false`
 in the overrides times it job by job.
 
 Usage:
     python scripts/bench.py                    # 5 repeats, 10-run sweeps x3 (~12 min, 2 cores)
-    python scripts/bench.py --only sweep       # one measure (runs, sweep, multiseed, start)
-    python scripts/bench.py --quick            # smoke run
+    python scripts/bench.py --only sweep       # one measure (runs, sweep, multiseed, stack,
+                                               # start, cases)
+    python scripts/bench.py --only cases       # the whole sweeps, 1 repeat (many minutes)
+    python scripts/bench.py --only cases --cases digits_5x5 --case-epochs 1 \
+        --case-overrides loss=ce,mae seed=0,1  # a smoke run of one case, 2 losses x 2 seeds
+    python scripts/bench.py --quick            # smoke run (cases, when asked for: 1 epoch)
     python scripts/bench.py --json bench.json  # the figures as JSON too
     PYTHONPATH=/path/to/other/checkout python scripts/bench.py   # time another lossbench
 """
@@ -42,7 +56,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -50,9 +64,11 @@ from typing import Any
 
 # Issue "Fast as plain PyTorch": lossbench / plain for one run's training and a 10-run sweep.
 TARGETS = {"train": 1.25, "sweep": 1.3}
-MEASURES = ("runs", "sweep", "multiseed", "stack", "start")
+MEASURES = ("runs", "sweep", "multiseed", "stack", "start", "cases")
+# What runs without --only: every measure but the whole sweeps (label_noise alone takes minutes).
+DEFAULT_MEASURES = MEASURES[:-1]
+TASK_MEASURES = ("runs", "sweep", "multiseed", "stack")  # per task of --tasks
 TASKS = {"multiclass": "ce", "regression": "mse"}  # task config -> lossbench loss config
-PLAIN_LOSSES = {"ce": "cross_entropy", "mse": "mse_loss"}  # -> torch.nn.functional name
 # Set by lightning_fabric on import; a plain PyTorch process does not have it (see plain_env).
 LIGHTNING_ENV = ("PYTORCH_NVML_BASED_CUDA_CHECK",)
 
@@ -82,6 +98,18 @@ class Settings:
             "trainer.accelerator=cpu", "trainer.progress_bar=false", where,
         ]
 
+    def jobs(self, seeds: range) -> list[tuple[list[str], dict[str, Any]]]:
+        """The plain side's jobs: each seed's overrides and resolved config, as lossbench
+        composes them (composed here, outside any timing)."""
+        from lossbench.config import compose_config
+        from lossbench.environment import to_plain
+
+        jobs = []
+        for seed in seeds:
+            overrides = self.overrides("output_dir=null", str(seed))
+            jobs.append((overrides, to_plain(compose_config(overrides))))
+        return jobs
+
 
 def settings_for(task: str, epochs: int, batch_size: int) -> Settings:
     from lossbench.config import compose_config
@@ -89,9 +117,6 @@ def settings_for(task: str, epochs: int, batch_size: int) -> Settings:
 
     config = to_plain(compose_config([f"task={task}", f"loss={TASKS[task]}"]))
     model, optimizer, task_cfg = config["model"], config["optimizer"], config["task"]
-    if model["name"] != "mlp" or model.get("dropout") or optimizer["name"] != "adam" or \
-            optimizer["weight_decay"]:
-        raise SystemExit(f"bench expects an MLP without dropout and plain Adam: {config}")
     return Settings(
         task=task, loss=TASKS[task], kind=task_cfg["kind"], dataset=task_cfg["dataset"],
         val_fraction=task_cfg["val_fraction"], test_fraction=task_cfg["test_fraction"],
@@ -109,63 +134,138 @@ def stopwatch() -> Callable[[], tuple[float, float]]:
 # --- the plain PyTorch side: the one thing written by hand, on purpose ------------------------
 
 
-def plain_run(s: Settings, seed: int) -> Sample:
-    """Train and evaluate as lossbench does, in a plain loop; times the whole and the loop."""
-    import copy
+def plain_refusal(config: dict[str, Any]) -> str | None:
+    """What of a job's config the plain loop does not do (one line), or None."""
+    trainer, kind = config.get("trainer") or {}, config["task"].get("kind")
+    checks = {
+        "task.kind=auto or loss=auto (lossbench reads them from the data)":
+            kind == "auto" or config["loss"].get("name") == "auto",
+        "an LR schedule": (config.get("scheduler") or {}).get("_target_"),
+        "callbacks": config.get("callbacks"),
+        "gradient clipping": trainer.get("gradient_clip_val"),
+        "augmentation": config["task"].get("augment"),
+        "compile=true": config.get("compile"),
+        "mixed precision": str(trainer.get("precision", "32-true")) not in ("32-true", "32"),
+        "m-per-class batches (embedding tasks)": kind == "embedding",
+    }
+    return next((what for what, present in checks.items() if present), None)
 
+
+def seed_like_lightning(seed: int) -> None:
+    """What `pl.seed_everything(seed, workers=False)` seeds, without importing Lightning."""
+    import random
+
+    import numpy as np
     import torch
-    import torch.nn.functional as F
 
-    from lossbench.data.tabular import make_task_data
-    from lossbench.models import MLP
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def plain_loss(loss_cfg: dict[str, Any], kind: str, data: Any) -> Callable[..., Any]:
+    """The loss a job trains with: lossbench's loss module (the math: CE, GCE, a user's class)
+    with its task's input and target adaptation (softmax, one-hot), called directly; the
+    per-step shape checks of lossbench's wrapper are not plain PyTorch."""
+    from lossbench.loss_config import loss_from_config
+
+    task_loss = loss_from_config(loss_cfg, kind, data)
+    inner = getattr(task_loss, "inner", None)
+    if inner is None or not hasattr(task_loss, "loss_input"):
+        return task_loss
+    to_input, to_target = task_loss.loss_input, task_loss.loss_target
+    return lambda outputs, targets: inner(to_input(outputs), to_target(targets, outputs))
+
+
+def plain_job(config: dict[str, Any]) -> Sample:
+    """Train and evaluate one job's resolved config as lossbench does, in a plain loop.
+
+    The data (split, perturbation), model, loss and optimizer come from lossbench's own
+    builders, so both sides train the same thing; the loop is written here. Returns the
+    seconds of the whole and of the loop, the best weights' test selection metric (NaN when
+    no epoch was kept), their epoch (-1: none) and the epochs trained."""
+    import torch
+
+    from lossbench.data.batches import TensorBatches
+    from lossbench.data.loading import load_data
+    from lossbench.divergence import DivergenceRule, trivial_val_error
+    from lossbench.parts import build_model, build_optimizer
     from lossbench.tasks import SELECTION, compute_metrics, head_size, is_better, squeeze_head
 
+    refusal = plain_refusal(config)
+    if refusal:
+        raise SystemExit(f"the plain loop does not do {refusal}: {config.get('name')}")
     whole = stopwatch()
-    data = make_task_data(s.kind, s.dataset, seed, s.val_fraction, s.test_fraction)
-    torch.manual_seed(seed)
-    model = MLP(data.num_features, head_size(data), list(s.hidden_dims))
-    optimizer = torch.optim.Adam(model.parameters(), lr=s.lr)
-    loss_fn = getattr(F, PLAIN_LOSSES[s.loss])
-    squeeze, selection = squeeze_head(s.kind), SELECTION[s.kind][0]
+    seed, kind = int(config["seed"]), config["task"]["kind"]
+    data = load_data(config)
+    loss_fn = plain_loss(config["loss"], kind, data)
+    seed_like_lightning(seed)  # right before the model, as lossbench seeds each job
+    outputs = head_size(data, int(config["model"].get("embedding_dim", 32)))
+    model = build_model(config["model"], data, outputs)
+    optimizer = build_optimizer(model.parameters(), config["optimizer"])
+    batches = TensorBatches(data.x_train, data.y_train, int(config["batch_size"]), seed=seed)
+    squeeze, (selection, mode) = squeeze_head(kind), SELECTION[kind]
+    # lossbench's divergence rule (NaN/inf, loss and metric blow-ups) stops the loop as it
+    # stops a run: a diverged job's best weights are those of its last healthy epoch.
+    rule = DivergenceRule.from_config(config.get("divergence"))
+    trivial = trivial_val_error(data)
+    trivial_error = None if trivial is None else float(trivial)
 
     def predict(x: torch.Tensor) -> torch.Tensor:
         out = model(x)
         return out.squeeze(-1) if squeeze else out
 
     @torch.no_grad()
-    def evaluate(*splits: str) -> dict[str, float]:
+    def evaluate(*splits: str) -> dict[str, torch.Tensor]:
         model.eval()
         metrics = {}
         for split in splits:
             x, y = data.split(split)
             metrics |= {f"{split}/{k}": v for k, v in compute_metrics(predict(x), y, data).items()}
         model.train()
+        return metrics
+
+    def floats(metrics: dict[str, torch.Tensor]) -> dict[str, float]:
         return dict(zip(metrics, torch.stack(list(metrics.values())).tolist(), strict=True))
 
-    generator = torch.Generator().manual_seed(seed)
-    best: dict[str, Any] = {"value": None, "state": None}
+    best: dict[str, Any] = {"epoch": -1, "value": None, "state": None}
+    first_loss, epochs, alive = None, 0, True
     train = stopwatch()
-    for _ in range(s.epochs):
-        order = torch.randperm(len(data.x_train), generator=generator)
-        loss_sum = torch.zeros(())
-        for i in range(0, len(order), s.batch_size):
-            batch = order[i : i + s.batch_size]
-            loss = loss_fn(predict(data.x_train[batch]), data.y_train[batch])
+    for epoch in range(int(config["trainer"]["max_epochs"])):
+        loss_sum, steps = torch.zeros(()), 0
+        for x, y in batches:
+            loss = loss_fn(predict(x), y)
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
             loss_sum += loss.detach()
-        steps = -(-len(order) // s.batch_size)
-        row = {"train/loss": float(loss_sum) / steps, **evaluate("val")}
-        if is_better(s.kind, row[f"val/{selection}"], best["value"]):
-            best = {"value": row[f"val/{selection}"], "state": copy.deepcopy(model.state_dict())}
+            steps += 1
+        metrics = evaluate("val")
+        finite = torch.cat([p.detach().reshape(-1) for p in model.parameters()]).isfinite().all()
+        train_loss, *values, is_finite = torch.stack([
+            loss_sum / max(steps, 1), *(v.float() for v in metrics.values()), finite.float(),
+        ]).tolist()
+        row = dict(zip(metrics, values, strict=True))
+        value = row[f"val/{selection}"]
+        epochs += 1
+        if rule.check(train_loss, first_loss, is_finite >= 1, value if mode == "min" else None,
+                      trivial_error, value) is not None:
+            alive = False
+            break
+        first_loss = train_loss if first_loss is None else first_loss
+        if is_better(kind, value, best["value"]):
+            state = {k: v.clone() for k, v in model.state_dict().items()}
+            best = {"epoch": epoch, "value": value, "state": state}
     train_s, train_cpu_s = train()
-    evaluate("val", "test")  # the last epoch's weights, as lossbench reports them too
-    model.load_state_dict(best["state"])
-    test = evaluate("val", "test")[f"test/{selection}"]
+    if alive:
+        floats(evaluate("val", "test"))  # the last epoch's weights, as lossbench reports them too
+    test = float("nan")
+    if best["state"] is not None:
+        model.load_state_dict(best["state"])
+        test = floats(evaluate("val", "test"))[f"test/{selection}"]
     wall_s, cpu_s = whole()
     return {"wall_s": wall_s, "cpu_s": cpu_s, "train_s": train_s, "train_cpu_s": train_cpu_s,
-            "test": test}
+            "test": test, "best_epoch": best["epoch"], "epochs": epochs}
 
 
 @contextmanager
@@ -178,15 +278,36 @@ def plain_env() -> Iterator[None]:
         os.environ.update(saved)
 
 
-def plain_sweep(s: Settings, runs: int) -> None:
-    """What `--plain-sweep N` runs: seeds 0..N-1 one after another, a line per run."""
+def plain_jobs(jobs_file: Path, out_file: Path | None) -> None:
+    """What `--plain-jobs FILE` runs: the file's jobs one after another in this process, a
+    line each; with `--plain-out`, each job's overrides and figures as JSON there."""
     import torch
 
     torch.set_num_threads(1)
-    for seed in range(runs):
-        result = plain_run(s, seed)
-        print(f"[{seed + 1}/{runs}] plain {s.task} s{seed}: test {result['test']:.4g} "
+    jobs = json.loads(jobs_file.read_text())
+    varied = {o for job in jobs for o in job["overrides"]} - set.intersection(
+        *(set(job["overrides"]) for job in jobs)) if len(jobs) > 1 else set()
+    done = []
+    for i, job in enumerate(jobs):
+        result = plain_job(job["config"])
+        done.append({"overrides": job["overrides"], **result})
+        label = " ".join(o for o in job["overrides"] if o in varied) or job["config"].get("name")
+        print(f"[{i + 1}/{len(jobs)}] plain {label}: test {result['test']:.4g} "
               f"{result['wall_s']:.2f}s", flush=True)
+    if out_file is not None:
+        out_file.write_text(json.dumps(done, indent=1) + "\n")
+
+
+def write_jobs(path: Path, jobs: list[tuple[list[str], dict[str, Any]]]) -> Path:
+    """The job file `--plain-jobs` reads: each job's overrides and resolved config."""
+    path.write_text(json.dumps([{"overrides": o, "config": c} for o, c in jobs]) + "\n")
+    return path
+
+
+def plain_process(jobs_file: Path, out_file: Path | None = None) -> list[str]:
+    """The plain side as a process of its own: `bench.py --plain-jobs FILE`."""
+    argv = [sys.executable, __file__, "--plain-jobs", str(jobs_file)]
+    return argv + (["--plain-out", str(out_file)] if out_file else [])
 
 
 # --- the lossbench side -----------------------------------------------------------------------
@@ -269,12 +390,14 @@ def wall_and_cpu(name: str, side: str = "lossbench") -> dict[str, tuple[str, str
 def bench_runs(s: Settings, repeats: int, scratch: Path) -> dict[str, Any]:
     """One run in this process, `repeats` times a side, after a warm-up of each side."""
     lossbench_run(replace(s, epochs=1), 0, scratch / f"warm-{s.task}")
+    (_, warm), = replace(s, epochs=1).jobs(range(1))
+    (_, config), = s.jobs(range(1))
     with plain_env():
-        plain_run(replace(s, epochs=1), 0)  # first calls' imports are start time, not a run
+        plain_job(warm)  # first calls' imports are start time, not a run
 
     def plain(_: int) -> Sample:
         with plain_env():
-            return plain_run(s, 0)
+            return plain_job(config)
 
     samples = interleaved(
         {"lossbench": lambda rep: lossbench_run(s, 0, scratch / f"{s.task}-{rep}"),
@@ -302,6 +425,7 @@ def bench_sweep(s: Settings, runs: int, repeats: int, scratch: Path) -> dict[str
     """Whole-process time of N seeds: a lossbench multirun vs the plain loop's N runs, and
     `python -m lossbench seeds=N` (the N seeds trained at once)."""
     seeds = ",".join(str(i) for i in range(runs))
+    jobs = write_jobs(scratch / f"sweep-{s.task}-jobs.json", s.jobs(range(runs)))
 
     def lossbench(rep: int) -> Sample:
         where = f"out_root={scratch / f'sweep-{s.task}-{rep}'}"
@@ -309,8 +433,7 @@ def bench_sweep(s: Settings, runs: int, repeats: int, scratch: Path) -> dict[str
 
     def plain(_: int) -> Sample:
         with plain_env():
-            return timed_process([sys.executable, __file__, "--plain-sweep", str(runs),
-                                  "--settings", json.dumps(asdict(s))])
+            return timed_process(plain_process(jobs))
 
     def at_once(rep: int) -> Sample:
         return timed_process(multiseed_argv(s, runs, scratch, rep))
@@ -325,7 +448,7 @@ def bench_start(repeats: int, scratch: Path, s: Settings) -> dict[str, Any]:
     the CLI's --help, and `import torch` for reference."""
     python, one_epoch = sys.executable, replace(s, epochs=1)
     lossbench = [python, "-m", "lossbench", *one_epoch.overrides(f"out_root={scratch / 'start'}")]
-    plain = [python, __file__, "--plain-sweep", "1", "--settings", json.dumps(asdict(one_epoch))]
+    plain = plain_process(write_jobs(scratch / "start-jobs.json", one_epoch.jobs(range(1))))
     others = {"help": [python, "-m", "lossbench", "--help"],
               "import_torch": [python, "-c", "import torch"]}
     with plain_env():  # as a plain process starts; lossbench's sets it again on import
@@ -353,6 +476,7 @@ def bench_multiseed(s: Settings, runs: int, repeats: int, scratch: Path) -> dict
     from lossbench.stack import run_seeds
 
     seeds = list(range(runs))
+    configs = [config for _, config in s.jobs(range(runs))]
 
     def lossbench(rep: int) -> Sample:
         cfg = compose_config(s.overrides(f"output_dir={scratch / f'multiseed-{s.task}-{rep}'}"))
@@ -366,8 +490,8 @@ def bench_multiseed(s: Settings, runs: int, repeats: int, scratch: Path) -> dict
     def plain(_: int) -> Sample:
         with plain_env():
             elapsed = stopwatch()
-            for seed in seeds:
-                plain_run(s, seed)
+            for config in configs:
+                plain_job(config)
             wall_s, cpu_s = elapsed()
         return {"wall_s": wall_s, "cpu_s": cpu_s}
 
@@ -394,17 +518,189 @@ def bench_stack(s: Settings, sizes: list[int], scratch: Path) -> dict[str, Any]:
     return rows
 
 
+# --- whole sweeps: cases --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Case:
+    """A sweep timed as a whole process: lossbench's `-m` overrides and the target ratio."""
+
+    about: str
+    overrides: tuple[str, ...]
+    target: float
+
+
+CASES = {
+    "digits_5x5": Case(
+        "5 losses x 5 seeds on digits, 20 epochs",
+        ("task=multiclass", "loss=ce,mae,gce,sce,mse_onehot", "seed=0,1,2,3,4",
+         "trainer.max_epochs=20"), 0.35),
+    "label_noise": Case(
+        "+experiment=label_noise: 5 losses x 3 noise rates x 5 seeds on digits, 100 epochs",
+        ("+experiment=label_noise",), 0.25),
+    "regression_losses": Case(
+        "+experiment=regression_losses: 5 losses x 5 seeds on diabetes, 100 epochs",
+        ("+experiment=regression_losses",), 0.5),
+}
+# Added to every case on the lossbench side, so they are in every job's config on both sides.
+CASE_COMMON = ("logger=none", "threads=1", "trainer.accelerator=cpu", "trainer.progress_bar=false")
+EQUAL_WITHIN = 1e-6  # |lossbench - plain| of a job's test metric counted as equal
+
+
+def override_key(override: str) -> str:
+    """`+experiment=x` -> `experiment`; `trainer.max_epochs=3` -> `trainer.max_epochs`."""
+    return override.partition("=")[0].lstrip("+~")
+
+
+def case_overrides(case: Case, extra: Sequence[str] = ()) -> list[str]:
+    """lossbench's `-m` overrides for a case (out_root aside): the case's own, CASE_COMMON,
+    then `extra`, each replacing an override of the same key or added at the end."""
+    merged = list(case.overrides)
+    for override in [*CASE_COMMON, *extra]:
+        keys = [override_key(o) for o in merged]
+        if override_key(override) in keys:
+            merged[keys.index(override_key(override))] = override
+        else:
+            merged.append(override)
+    return merged
+
+
+def sweep_jobs(overrides: Sequence[str]) -> list[tuple[list[str], dict[str, Any]]]:
+    """The jobs `python -m lossbench -m <overrides>` runs, in its order: each job's overrides
+    (as the sweep's manifest and results.json list them) and resolved config.
+
+    lossbench's sweeper launches Hydra's basic sweeper's jobs in its order, and this is that
+    sweeper's own expansion (`BasicSweeper.split_arguments`): the config's
+    `hydra.sweeper.params` (an experiment's) first, then the command line's overrides (a key
+    in both takes the command line's values at the param's place), their cross product in
+    that order. Each job's config is composed from its overrides, as Hydra composes it."""
+    from hydra import compose, initialize_config_module
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    from lossbench.config import compose_config
+    from lossbench.environment import to_plain
+    from lossbench.sweep import register_resolvers
+
+    parser = OverridesParser.create()
+    parsed = parser.parse_overrides(list(overrides))
+    fixed = [text for text, o in zip(overrides, parsed, strict=True) if not o.is_sweep_override()]
+    register_resolvers()
+    with initialize_config_module("lossbench.conf", version_base="1.3"):
+        master = compose("config", overrides=fixed, return_hydra_config=True)
+    params = master.hydra.sweeper.get("params") or {}
+    arguments = [f"{key}={value}" for key, value in params.items()] + list(overrides)
+    batches = BasicSweeper.split_arguments(parser.parse_overrides(arguments), None)
+    return [(job, to_plain(compose_config(job))) for batch in batches for job in batch]
+
+
+def without_out_root(overrides: Sequence[str]) -> tuple[str, ...]:
+    """A job's overrides bar out_root (each repeat of a case writes to its own)."""
+    return tuple(o for o in overrides if override_key(o) != "out_root")
+
+
+def sweep_folder(out_root: Path) -> Path:
+    """The one sweep folder (with its manifest.json) a case's lossbench process made."""
+    found = sorted((out_root / "sweeps").glob("*/*/manifest.json"))
+    if len(found) != 1:
+        raise RuntimeError(f"expected one sweep manifest under {out_root}, found {len(found)}")
+    return found[0].parent
+
+
+def agreement(
+    sweep_dir: Path, plain: list[dict[str, Any]], jobs: list[tuple[list[str], dict[str, Any]]],
+) -> dict[str, Any]:
+    """Per job, lossbench's best-epoch test selection metric (its results.json) against the
+    plain loop's, matched by overrides; with how many jobs each side has, how many ran the
+    same config (config hash) and in the same order, and kept the same best epoch."""
+    from lossbench.results import config_hash
+
+    manifest = json.loads((sweep_dir / "manifest.json").read_text())
+    entries = sorted(manifest["jobs"], key=lambda job: job["num"])
+    mine = {without_out_root(job["overrides"]): job for job in plain}
+    hashes = {without_out_root(o): config_hash(config) for o, config in jobs}
+    diffs: list[float] = []
+    same_config = same_epoch = unmatched = no_metric = 0
+    statuses: dict[str, int] = {}
+    differing: list[dict[str, Any]] = []  # the jobs beyond EQUAL_WITHIN, to look into
+    metrics: set[str] = set()
+    for entry in entries:
+        key = without_out_root(entry["overrides"])
+        path = Path(entry["folder"]) / "results.json"
+        results = json.loads(path.read_text()) if path.is_file() else None
+        if key not in mine or results is None:
+            unmatched += 1
+            continue
+        statuses[results["status"]] = statuses.get(results["status"], 0) + 1
+        same_config += results.get("config_hash") == hashes.get(key)
+        metric = (results.get("selection") or {}).get("metric", "").replace("val/", "test/")
+        best = (results.get("metrics") or {}).get("best") or {}
+        theirs, ours = best.get(metric), mine[key]["test"]
+        if theirs is None or ours != ours:  # no best epoch (diverged at once): nothing to hold
+            no_metric += 1
+            continue
+        metrics.add(metric)
+        diffs.append(abs(theirs - ours))
+        same_epoch += best.get("epoch") == mine[key]["best_epoch"]
+        if diffs[-1] > EQUAL_WITHIN:
+            differing.append({"overrides": list(key), "lossbench": theirs, "plain": ours,
+                              "best_epoch": [best.get("epoch"), mine[key]["best_epoch"]]})
+    return {
+        "metric": ", ".join(sorted(metrics)), "jobs_lossbench": len(entries),
+        "jobs_plain": len(plain), "compared": len(diffs), "unmatched": unmatched,
+        "without_metric": no_metric,
+        "same_order": [without_out_root(e["overrides"]) for e in entries]
+        == [without_out_root(job["overrides"]) for job in plain],
+        "same_config": same_config, "equal": sum(d <= EQUAL_WITHIN for d in diffs),
+        "equal_within": EQUAL_WITHIN, "same_best_epoch": same_epoch,
+        "median_abs_diff": statistics.median(diffs) if diffs else None,
+        "max_abs_diff": max(diffs) if diffs else None, "statuses": statuses,
+        "differing": differing,
+    }
+
+
+def bench_case(
+    name: str, extra: Sequence[str], repeats: int, scratch: Path,
+) -> dict[str, Any]:
+    """A whole sweep as a process: `python -m lossbench -m ...` vs `bench.py --plain-jobs`
+    running the same jobs (composed here) one after another; and their test metrics."""
+    case = CASES[name]
+    overrides = case_overrides(case, extra)
+    jobs = sweep_jobs([*overrides, f"out_root={scratch / f'case-{name}'}"])
+    jobs_file = write_jobs(scratch / f"case-{name}-jobs.json", jobs)
+    out_roots: dict[int, Path] = {}
+    plain_outs: dict[int, Path] = {}
+
+    def lossbench(rep: int) -> Sample:
+        out_roots[rep] = scratch / f"case-{name}-{rep}"
+        argv = [sys.executable, "-m", "lossbench", "-m", *overrides, f"out_root={out_roots[rep]}"]
+        return timed_process(argv)
+
+    def plain(rep: int) -> Sample:
+        plain_outs[rep] = scratch / f"case-{name}-plain-{rep}.json"
+        with plain_env():
+            return timed_process(plain_process(jobs_file, plain_outs[rep]))
+
+    figures = summarise(interleaved({"lossbench": lossbench, "plain": plain}, repeats),
+                        wall_and_cpu("case"))
+    # The first repeat's sweep against the first plain process (training is deterministic).
+    agreed = agreement(sweep_folder(out_roots[0]), json.loads(plain_outs[0].read_text()), jobs)
+    return {"about": case.about, "overrides": overrides, "jobs": len(jobs),
+            "target": case.target, **figures, "agreement": agreed}
+
+
 # --- report -----------------------------------------------------------------------------------
 
 
 def machine_info() -> dict[str, Any]:
-    import pytorch_lightning
+    from importlib.metadata import version  # importing Lightning costs seconds: not for this
+
     import torch
 
     return {
         "cores": os.cpu_count(), "cores_usable": len(os.sched_getaffinity(0)),
         "torch_threads": torch.get_num_threads(), "python": platform.python_version(),
-        "torch": torch.__version__, "lightning": pytorch_lightning.__version__,
+        "torch": torch.__version__, "lightning": version("pytorch_lightning"),
         "load_avg_1m_at_start": round(os.getloadavg()[0], 2), "platform": platform.platform(),
     }
 
@@ -445,7 +741,7 @@ def print_report(report: dict[str, Any]) -> None:
         s, runs, sweep = case["settings"], case.get("runs"), case.get("sweep")
         names = iter([f"{s['dataset']} {s['loss']}\n{s['epochs']} epochs\nbatch {s['batch_size']}"])
         if runs:
-            _row(table, next(names, ""), "one run: run() | plain_run", runs, "run")
+            _row(table, next(names, ""), "one run: run() | plain_job", runs, "run")
             _row(table, "", "training: Trainer.fit | loop", runs, "train",
                  ("train_s", "train_cpu_s"), TARGETS["train"])
         if sweep:
@@ -463,6 +759,14 @@ def print_report(report: dict[str, Any]) -> None:
             table.add_row("", "test metric (must match)", f"{tests[0]:.4f}", f"{tests[1]:.4f}",
                           "equal" if same else "[red]DIFFER[/]")
         table.add_section()
+    for name, case in (report.get("sweep_cases") or {}).items():
+        _row(table, f"{name}\n{case['jobs']} jobs", "sweep -m | plain, process", case, "case",
+             target=case["target"])
+        agreed = case["agreement"]
+        spread = "" if agreed["max_abs_diff"] is None else f"max {agreed['max_abs_diff']:.1e}"
+        table.add_row("", f"{agreed['metric'] or 'test'} within {agreed['equal_within']:g}",
+                      f"{agreed['equal']}/{agreed['compared']} jobs", spread)
+        table.add_section()
     if "start" in report:
         start = report["start"]
         _row(table, "process start", "1-epoch diabetes run", start["one_epoch_run"], "start")
@@ -470,6 +774,15 @@ def print_report(report: dict[str, Any]) -> None:
                       _seconds(start["import_torch"]))
     console = Console(width=None if sys.stdout.isatty() else 120)
     console.print(table)
+    for name, case in (report.get("sweep_cases") or {}).items():
+        agreed = case["agreement"]
+        console.print(
+            f"{name}: {agreed['jobs_lossbench']} jobs in lossbench's sweep, "
+            f"{agreed['jobs_plain']} in the plain process, {agreed['compared']} compared "
+            f"(same order: {'yes' if agreed['same_order'] else 'NO'}; same config: "
+            f"{agreed['same_config']}; same best epoch: {agreed['same_best_epoch']}; "
+            f"unmatched: {agreed['unmatched']}; without a best epoch: "
+            f"{agreed['without_metric']}; lossbench statuses: {agreed['statuses']})")
     for task, case in report["cases"].items():
         for k, row in (case.get("stack") or {}).items():
             console.print(f"{task}: stack of {k}: {row['wall_s']:.2f} s wall, "
@@ -480,7 +793,7 @@ def print_report(report: dict[str, Any]) -> None:
         f"{info['torch_threads']}, python {info['python']}, torch {info['torch']}, "
         f"lightning {info['lightning']}; load average {info['load_avg_1m_at_start']} at start; "
         f"repeats: runs {opts['repeats']}, sweeps {opts['sweep_repeats']}, "
-        f"start {opts['start_repeats']}"
+        f"start {opts['start_repeats']}, cases {opts['case_repeats']}"
     )
 
 
@@ -500,24 +813,34 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--tasks", nargs="+", default=list(TASKS), choices=list(TASKS))
     parser.add_argument("--quick", action="store_true",
                         help="smoke run: 1 repeat, 2-seed sweeps, 1 process start each")
-    parser.add_argument("--only", nargs="+", choices=MEASURES, default=list(MEASURES),
-                        help="measure only these (default: all)")
+    parser.add_argument("--only", nargs="+", choices=MEASURES, default=list(DEFAULT_MEASURES),
+                        help="measure only these (default: all but cases)")
+    parser.add_argument("--cases", nargs="+", choices=list(CASES), default=list(CASES),
+                        help="the whole sweeps `--only cases` times (default: all)")
+    parser.add_argument("--case-epochs", type=int, metavar="N",
+                        help="train each case's jobs N epochs (default: the case's own)")
+    parser.add_argument("--case-overrides", nargs="+", default=[], metavar="KEY=VALUE",
+                        help="lossbench overrides replacing the cases' own of the same key, "
+                             "e.g. loss=ce,mae seed=0,1 for a smaller sweep")
+    parser.add_argument("--case-repeats", type=int, default=1, help="processes per side")
     parser.add_argument("--json", type=Path, metavar="PATH", help="also write the figures here")
-    parser.add_argument("--plain-sweep", type=int, metavar="N",
-                        help="only run the plain loop for seeds 0..N-1 (the plain sweep)")
-    parser.add_argument("--settings", help=argparse.SUPPRESS)  # JSON Settings for --plain-sweep
+    parser.add_argument("--plain-jobs", type=Path, metavar="FILE",
+                        help="only run the plain loop on the jobs in FILE (bench.py writes it)")
+    parser.add_argument("--plain-out", type=Path, metavar="FILE",
+                        help="with --plain-jobs: write each job's figures here as JSON")
     args = parser.parse_args(argv)
     if args.quick:
         args.repeats, args.sweep_runs, args.sweep_repeats, args.start_repeats = 1, 2, 1, 1
-    if args.plain_sweep is not None and not args.settings:
-        parser.error("--plain-sweep needs --settings (bench.py passes them)")
+        args.case_repeats, args.case_epochs = 1, args.case_epochs or 1
+    if args.case_epochs is not None:
+        args.case_overrides = [*args.case_overrides, f"trainer.max_epochs={args.case_epochs}"]
     return args
 
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    if args.plain_sweep is not None:
-        plain_sweep(Settings(**json.loads(args.settings)), args.plain_sweep)
+    if args.plain_jobs is not None:
+        plain_jobs(args.plain_jobs, args.plain_out)
         return
     import torch
 
@@ -530,7 +853,7 @@ def main(argv: list[str] | None = None) -> None:
                               "options": {k: str(v) if isinstance(v, Path) else v
                                           for k, v in vars(args).items()}}
     try:
-        for task in args.tasks:
+        for task in args.tasks if set(args.only) & set(TASK_MEASURES) else ():
             s = settings_for(task, args.epochs, args.batch_size)
             case = report["cases"][task] = {"settings": asdict(s)}
             if "runs" in args.only:
@@ -546,6 +869,10 @@ def main(argv: list[str] | None = None) -> None:
             report["start"] = bench_start(
                 args.start_repeats, scratch,
                 settings_for("regression", args.epochs, args.batch_size))
+        if "cases" in args.only:
+            report["sweep_cases"] = {
+                name: bench_case(name, args.case_overrides, args.case_repeats, scratch)
+                for name in args.cases}
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     print_report(report)
