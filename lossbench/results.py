@@ -99,7 +99,9 @@ def sweep_results(folder: Path) -> tuple[list[tuple[Path, dict[str, Any]]], int]
     """The readable results of a sweep folder and how many of its jobs have none.
 
     A sweep with a manifest is read job by job from it (a job's folder holds its
-    results.json, or one per seed below it after `seeds=`); any other folder is scanned."""
+    results.json, or one per seed below it after `seeds=`); any other folder is scanned. Job
+    folders are found below `folder` where the sweep was made, so a copied or moved sweep
+    folder reads its own files."""
     manifest = read_manifest(folder)
     if manifest is None:
         return list(iter_results(folder)), 0
@@ -107,7 +109,8 @@ def sweep_results(folder: Path) -> tuple[list[tuple[Path, dict[str, Any]]], int]
     for job in manifest.get("jobs") or []:
         if not job.get("folder"):
             continue
-        job_dir = Path(job["folder"])
+        inside = os.path.relpath(job["folder"], manifest.get("dir") or folder)
+        job_dir = Path(folder) / inside if not inside.startswith("..") else Path(job["folder"])
         paths = [job_dir / RESULTS_NAME] if (job_dir / RESULTS_NAME).exists() else sorted(
             job_dir.glob(f"*/{RESULTS_NAME}"))
         read = [(p, data) for p in paths if (data := read_results(p)) is not None]

@@ -114,14 +114,11 @@ def test_the_report_reads_the_manifest_and_names_jobs_without_results(
     whole = seeds_counted(_sweep_dir(stacked))
     sweep = tmp_path / "sweep"
     shutil.copytree(_sweep_dir(stacked), sweep, ignore=shutil.ignore_patterns("report"))
-    manifest = _manifest(sweep)
-    for job in manifest["jobs"]:  # the copy's folders
-        job["folder"] = str(sweep / Path(job["folder"]).name)
-    (sweep / "manifest.json").write_text(json.dumps(manifest))
-    first = Path(manifest["jobs"][3]["folder"])
-    (first / RESULTS_NAME).unlink()
+    # The copy is read from its own folders (the manifest names where the sweep was made).
+    names = [Path(job["folder"]).name for job in _manifest(sweep)["jobs"]]
+    (sweep / names[3] / RESULTS_NAME).unlink()
     (sweep / "stray").mkdir()  # a results.json the sweep did not make is not read
-    shutil.copy(Path(manifest["jobs"][0]["folder"]) / RESULTS_NAME, sweep / "stray")
+    shutil.copy(sweep / names[0] / RESULTS_NAME, sweep / "stray")
     # One job fewer, and the stray copy not counted.
     assert seeds_counted(sweep) == whole - 1
     assert "1 job(s) of the sweep" in seeds_counted.stderr
