@@ -170,6 +170,15 @@ def write_plan(members: Sequence[PlannedJob], configs: dict[int, Any]) -> None:
     })
 
 
+def clear_old_plans(jobs: Sequence[PlannedJob], stacks: Sequence[Sequence[PlannedJob]]) -> None:
+    """Remove the plan an earlier sweep left in a folder this batch does not stack from (a
+    sweep resumed in its own folder with `stack=false`, or grouped otherwise)."""
+    leads = {members[0].num for members in stacks}
+    for job in jobs:
+        if job.folder is not None and job.num not in leads:
+            (Path(job.folder) / PLAN_NAME).unlink(missing_ok=True)
+
+
 def save_hydra_files(cfg: Any, folder: Path) -> None:
     """`.hydra/config.yaml`, `hydra.yaml` and `overrides.yaml`, as Hydra writes them for a job
     it runs (a member's own job never runs: its stack's first job trains it)."""

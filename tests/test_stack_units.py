@@ -212,3 +212,17 @@ def test_a_loss_vmap_cannot_run_is_called_once_per_member() -> None:
     for k in range(2):
         expected = nn.functional.cross_entropy(out[k], y[k]) * (y[k].float().mean() + 1.0)
         assert torch.allclose(values[k], expected, rtol=1e-6)
+
+
+def test_a_sweep_run_again_in_its_folder_with_stack_false_trains_job_by_job(cli) -> None:
+    folder = cli.cwd / "sweep"
+    args = ("-m", "task=multiclass", "task.dataset=wine", "seed=0,1", *FAST,
+            f"hydra.sweep.dir={folder}")
+    first = cli(*args)
+    assert first.returncode == 0, first.stderr
+    assert all(r["stack"]["members"] == 2 for r in _by_folder(folder).values())
+    again = cli(*args, "stack=false", "trainer.max_epochs=2")  # other runs: nothing reused
+    assert again.returncode == 0, again.stderr
+    assert "sweep done: 2 of 2 jobs (2 ran: 2 ok)" in again.stdout
+    assert all("stack" not in r for r in _by_folder(folder).values())
+    assert not list(folder.glob("*/stack.json"))

@@ -123,7 +123,13 @@ class LossbenchSweeper(BasicSweeper):
     def plan_batch(self, batch: Sequence[Sequence[str]]) -> list[list[str]]:
         """Compose every job of the batch (bad input stops the sweep here), plan its stacks,
         write their plans and the sweep manifest; the overrides of the units to launch."""
-        from lossbench.stack_plan import group_stacks, launch_units, plan_jobs, write_plan
+        from lossbench.stack_plan import (
+            clear_old_plans,
+            group_stacks,
+            launch_units,
+            plan_jobs,
+            write_plan,
+        )
         from lossbench.sweep import write_manifest
 
         assert self.config is not None
@@ -133,6 +139,7 @@ class LossbenchSweeper(BasicSweeper):
         jobs = plan_jobs(configs, self.next_job)
         stacks = group_stacks(jobs, per_task=not self.in_process())
         by_num = {job.num: cfg for job, cfg in zip(jobs, configs, strict=True)}
+        clear_old_plans(jobs, stacks)
         for members in stacks:
             write_plan(members, by_num)
         units = launch_units(jobs, stacks)
