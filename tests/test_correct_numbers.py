@@ -272,7 +272,16 @@ def test_ctrl_c_says_how_far_the_sweep_got_and_how_to_resume(cli) -> None:
     # Job by job (stack=false): a stack of the six seeds would write all six results at once.
     args = ("-m", "seed=0,1,2,3,4,5", "trainer.max_epochs=30", "logger=none", "threads=1",
             "stack=false", f"hydra.sweep.dir={folder}")
-    started = cli.start(*args)
+    # A shell without job control starts background jobs with SIGINT ignored, and a child
+    # inherits that: let this sweep get Ctrl-C however the test run itself was started.
+    ignored = signal.getsignal(signal.SIGINT) == signal.SIG_IGN
+    if ignored:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        started = cli.start(*args)
+    finally:
+        if ignored:
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
     deadline = time.monotonic() + 240
     while len(list(folder.rglob("results.json"))) < 2 and started.proc.poll() is None:
         assert time.monotonic() < deadline, "the sweep never finished two jobs"
