@@ -121,3 +121,41 @@ def test_the_cli_sweeps_with_the_lossbench_sweeper_by_default(cli) -> None:
     sweeper = OmegaConf.load(multirun).hydra.sweeper
     assert sweeper._target_.endswith("compose_once.LossbenchSweeper")
     assert len(list(Path(proc.cwd).rglob("results.json"))) == 2
+
+
+def test_a_batch_composes_as_hydra_composes_each_job(hydra_loader) -> None:
+    """Jobs that differ in plain values are copies of their shape's first job with the values
+    set: each equals Hydra's own composition of it, `hydra` node and flags included."""
+    from hydra_plugins.lossbench_sweeper.batch_compose import BatchComposer
+
+    loader, master = hydra_loader
+    batch = [[f"loss={loss}", "perturb=label_noise", f"seed={seed}", f"perturb.rate={rate}",
+              "trainer.max_epochs=2"]
+             for loss in ("bce", "focal") for rate in (0.0, 0.2) for seed in (0, 1, 2)]
+    batch += [["loss=focal", "loss.gamma=3", "seed=0"], ["loss=focal", "loss.gamma=1", "seed=4"],
+              ["+model.extra=1", "seed=0"], ["+model.extra=2", "seed=0"],
+              ["name='${task.name}-x'", "seed=1"], ["name=plain", "seed=1"]]
+    composer = BatchComposer(loader, master)
+    for overrides in batch:
+        ours = composer.compose(overrides)
+        hydras = loader.load_sweep_config(master, overrides)
+        assert OmegaConf.to_yaml(ours) == OmegaConf.to_yaml(hydras), overrides
+        assert as_dict(ours) == as_dict(hydras), overrides
+        assert OmegaConf.is_struct(ours) and not OmegaConf.is_readonly(ours.hydra)
+        assert ours.hydra.job.override_dirname == hydras.hydra.job.override_dirname
+    # One Hydra composition per shape: 2 losses, focal's gamma, each `+` line, the names.
+    assert composer.composed_by_hydra == 2 + 1 + 2 + 1
+
+
+def test_a_batch_job_with_a_bad_value_fails_as_in_hydra(hydra_loader) -> None:
+    from hydra.errors import ConfigCompositionException
+
+    from hydra_plugins.lossbench_sweeper.batch_compose import BatchComposer
+
+    loader, master = hydra_loader
+    composer = BatchComposer(loader, master)
+    composer.compose(["seed=0", "trainer.max_epochs=2"])
+    with pytest.raises(ConfigCompositionException):
+        loader.load_sweep_config(master, ["seed=0", "trainer.nonexistent_key=2"])
+    with pytest.raises(ConfigCompositionException):
+        composer.compose(["seed=1", "trainer.nonexistent_key=2"])

@@ -2,7 +2,8 @@
 
 The basic sweeper composes every job's config to validate the batch, then the basic launcher
 composes it again to run it: ~0.13 s a job, as much as training a small model. This sweeper
-keeps the configs it validated and hands each to the launcher once. Launchers that compose in
+composes the batch once (Hydra composes one job of each shape of overrides, batch_compose),
+keeps the configs and hands each to the launcher once. Launchers that compose in
 other processes (joblib, submitit) compose there as before: the kept configs never travel.
 From the same configs it plans the batch's stacks (lossbench.stack_plan) and launches one job
 per stack, for any launcher.
@@ -132,10 +133,12 @@ class LossbenchSweeper(BasicSweeper):
         )
         from lossbench.sweep import write_manifest
 
+        from .batch_compose import BatchComposer
+
         assert self.config is not None
         self.compose_once.kept.clear()  # a previous batch's leftovers are not wanted again
-        configs = [self.compose_once.loader.load_sweep_config(self.config, list(o))
-                   for o in batch]
+        composer = BatchComposer(self.compose_once.loader, self.config)
+        configs = [composer.compose(o) for o in batch]
         jobs = plan_jobs(configs, self.next_job)
         stacks = group_stacks(jobs, per_task=not self.in_process())
         by_num = {job.num: cfg for job, cfg in zip(jobs, configs, strict=True)}
