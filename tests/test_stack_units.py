@@ -226,3 +226,64 @@ def test_a_sweep_run_again_in_its_folder_with_stack_false_trains_job_by_job(cli)
     assert "sweep done: 2 of 2 jobs (2 ran: 2 ok)" in again.stdout
     assert all("stack" not in r for r in _by_folder(folder).values())
     assert not list(folder.glob("*/stack.json"))
+
+
+def _task_data(kind: str, n: int, seed: int, classes: int | None = None):
+    import torch
+
+    from lossbench.data.tabular import TaskData
+
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, 4, generator=g)
+    y = (torch.randint(0, classes, (n,), generator=g) if classes
+         else torch.randn(n, generator=g))
+    return TaskData(kind, "synthetic", x, y, x, y, x, y, num_classes=classes,
+                    target_mean=float(seed), target_std=1.0 + seed)
+
+
+@pytest.mark.parametrize("kind", ["multiclass", "regression"])
+def test_a_stacks_metrics_are_torchmetrics_member_by_member(kind: str) -> None:
+    """The vectorised per-epoch metrics equal torchmetrics called on each member alone
+    (classes missing from a member's targets or predictions included)."""
+    import torch
+
+    from lossbench.tasks import compute_metrics, stacked_metrics
+
+    classes = 6 if kind == "multiclass" else None
+    datas = [_task_data(kind, 50, seed, classes) for seed in range(4)]
+    g = torch.Generator().manual_seed(9)
+    shape = (4, 50, 6) if classes else (4, 50)
+    outputs = torch.randn(*shape, generator=g) * 3
+    targets = torch.stack([d.y_val for d in datas])
+    if classes:
+        targets[1][targets[1] == 5] = 0  # a class member 1 never sees
+        outputs[2, :, 3] = -50.0  # a class member 2 never predicts
+    together = stacked_metrics(outputs, targets, datas)
+    for k, data in enumerate(datas):
+        alone = compute_metrics(outputs[k], targets[k], data)
+        assert together[k].keys() == alone.keys()
+        for name, value in alone.items():
+            assert torch.allclose(together[k][name], value, rtol=1e-5, atol=1e-6), (k, name)
+
+
+@pytest.mark.parametrize("dropout", [0.0, 0.5])
+def test_a_stack_of_mlps_runs_as_batched_matmuls_equal_to_each_model(dropout: float) -> None:
+    import torch
+
+    from lossbench.models import MLP
+    from lossbench.stack import LinearChain
+
+    models = [MLP(5, 3, [8, 7], dropout=dropout, activation="gelu") for _ in range(4)]
+    names = [n for n, _ in models[0].named_parameters()]
+    chain = LinearChain.of(models[0], names)
+    assert chain is not None
+    weights = [torch.stack([dict(m.named_parameters())[n] for m in models]) for n in names]
+    x = torch.randn(4, 10, 5)
+    out = chain.forward(weights, x, training=False)
+    for k, model in enumerate(models):
+        assert torch.allclose(out[k], model.eval()(x[k]), rtol=1e-5, atol=1e-6)
+    if dropout:  # training: each member its own mask
+        masked = chain.forward(weights, x, training=True)
+        assert not torch.allclose(masked, out)
+    assert LinearChain.of(torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.BatchNorm1d(2)),
+                          ["0.weight", "0.bias", "1.weight", "1.bias"]) is None

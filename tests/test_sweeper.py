@@ -159,3 +159,22 @@ def test_a_batch_job_with_a_bad_value_fails_as_in_hydra(hydra_loader) -> None:
         loader.load_sweep_config(master, ["seed=0", "trainer.nonexistent_key=2"])
     with pytest.raises(ConfigCompositionException):
         composer.compose(["seed=1", "trainer.nonexistent_key=2"])
+
+
+def test_a_members_hydra_files_read_back_as_omegaconf_writes_them(hydra_loader) -> None:
+    from lossbench.stack_plan import yaml_text
+
+    loader, master = hydra_loader
+    config = loader.load_sweep_config(master, ["loss=focal", "seed=3"])
+    tricky = OmegaConf.create({
+        "floats": ["1e-3", "1.5", ".inf", "nan"], "ints": ["12", "0x1f"], "bools": [
+            "true", "off", "Yes"], "null": ["null", "~", None], "empty": "", "interp": "${seed}",
+        "colon": "a: b # c", "multi": "line one\nline two", "unicode": "λ→ü", "long": "x " * 60,
+        "nested": {"list": [1, 2.5, True, None, {"k": "v"}]}, "quote": "it's \"q\""})
+    for node in (config, config.hydra, config.hydra.overrides.task, tricky):
+        container = OmegaConf.to_container(node, resolve=False, enum_to_str=True)
+        # Read back as Hydra reads a job's files: the same values, of the same types.
+        ours = OmegaConf.to_container(OmegaConf.create(yaml_text(container)), resolve=False)
+        theirs = OmegaConf.to_container(OmegaConf.create(OmegaConf.to_yaml(node)), resolve=False)
+        assert ours == theirs == container
+        assert repr(ours) == repr(theirs)  # types too: '1e-3' stays a string, 1 an int
