@@ -255,19 +255,27 @@ class SeedBatches:
 
     def __init__(self, streams: list[TensorBatches]) -> None:
         self.streams = streams
-        self.x = torch.stack([s.x for s in streams])
-        self.y = torch.stack([s.y for s in streams])
-        self.rows = torch.arange(len(streams), device=self.x.device).unsqueeze(1)
+        x, y = torch.stack([s.x for s in streams]), torch.stack([s.y for s in streams])
+        self.k, self.n = x.shape[:2]
+        self.member_shape = (x.shape[2:], y.shape[2:])
+        # Flat (K * N, ...) so a step's K batches are one index_select (~3x advanced indexing)
+        self.x, self.y = x.reshape(self.k * self.n, *x.shape[2:]), y.reshape(self.k * self.n,
+                                                                               *y.shape[2:])
+        self.offsets = torch.arange(self.k, device=x.device).unsqueeze(1) * self.n
 
     def __len__(self) -> int:
         return len(self.streams[0])
 
     def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
         index = torch.stack([s.order(s.generator) for s in self.streams]).to(self.x.device)
+        index = index + self.offsets  # member k's rows start at k * N
         size = self.streams[0].batch_size
+        x_shape, y_shape = self.member_shape
         for i in range(len(self)):
             batch = index[:, i * size : (i + 1) * size]
-            yield self.x[self.rows, batch], self.y[self.rows, batch]
+            rows, b = batch.reshape(-1), batch.shape[1]
+            yield (self.x.index_select(0, rows).view(self.k, b, *x_shape),
+                   self.y.index_select(0, rows).view(self.k, b, *y_shape))
 
 
 class LinearChain:
