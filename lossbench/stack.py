@@ -3,9 +3,11 @@
 A sweep of losses x seeds x settings on a tabular task costs one run of fixed overhead per job
 (Trainer, a Python-bound step loop of tiny matrix products). Here K jobs share one Trainer and
 one step loop: the K models' weights are stacked along a leading member axis and run through
-`torch.func.vmap` + `functional_call`, so a step costs one vectorised forward and backward
-instead of K. The losses are called once per member inside the step (each member its own
-loss module and hyperparameters), so any tabular loss stacks.
+`torch.func.vmap` + `functional_call` (an MLP as batched matrix products, `LinearChain`), so
+a step costs one vectorised forward and backward instead of K. Each member's loss is its own
+loss module with its own hyperparameters (members with equal losses share one vmapped call,
+lossbench.stack_losses), so any tabular loss stacks. The optimizer is fused where torch has
+a fused kernel for it, and the per-epoch metrics are computed for all members at once.
 
 Each member keeps everything a separate run would have: its own split and perturbation (the
 data are loaded per member; equal sizes stack into (K, N, F)), its own initialisation
@@ -17,9 +19,10 @@ stacked weights equals K optimizers, because Adam, AdamW and SGD are elementwise
 summed loss gives each model exactly its own gradient; gradient clipping is done per member.
 
 With dropout 0 the results match separate runs up to float rounding; with dropout each
-member draws its own masks (`vmap(randomness="different")`), so results are equal in
-distribution, not in value. What a stack may hold is lossbench.stack_plan's `stack_key`
-(configs that agree on everything but its MEMBER_KEYS) and `data_shape` here. Results, reuse,
+member draws its own masks (`vmap(randomness="different")`, or dropout on the stacked
+activations), so results are equal in distribution, not in value. What a stack may hold is
+lossbench.stack_plan's `stack_key` (configs that agree on everything but its MEMBER_KEYS) and
+`data_shape` here. Results, reuse,
 save and logger naming are lossbench.run's pipeline (`run_jobs`), which groups the jobs; this
 module is the stacked training only.
 """
@@ -191,18 +194,13 @@ def _final_metrics(module: SeedStackModule, last_epoch: int) -> list[dict[str, A
     """Each member's `metrics`: val and test of its last and its best weights, one host sync."""
     last = module.evaluate_all(("val", "test"))
     best = module.evaluate_all(("val", "test"), module.best_weights())
-    values = iter(_read([v for k, record in enumerate(module.records) for which in (last, best)
-                         for v in which[k].values()]))
+    table = torch.stack([c.float() for c in (*last.values(), *best.values())], dim=1).tolist()
     out = []
-    for k, record in enumerate(module.records):
-        read = [{name: next(values) for name in which[k]} for which in (last, best)]
+    for record, values in zip(module.records, table, strict=True):
+        read = dict(zip(last, values[: len(last)], strict=True)), dict(
+            zip(best, values[len(last):], strict=True))
         out.append(record.final_metrics(last_epoch, *read))
     return out
-
-
-def _read(tensors: list[Tensor]) -> list[float]:
-    """Many 0-dim device tensors as floats, in one host sync."""
-    return torch.stack([t.float() for t in tensors]).tolist() if tensors else []
 
 
 def stacked_optimizer(params: list[Tensor], cfg: dict[str, Any], lean: bool) -> Any:
@@ -451,24 +449,24 @@ class SeedStackModule(pl.LightningModule):
     @torch.no_grad()
     def evaluate_all(
         self, splits: Sequence[str], weights: list[Tensor] | None = None,
-    ) -> list[dict[str, Tensor]]:
-        """Per seed, the task metrics on each whole split (seed k on its own split)."""
+    ) -> dict[str, Tensor]:
+        """The task metrics of every member on each whole split (member k on its own split),
+        as columns: {"<split>/<metric>": (K,) tensor}."""
         was_training = self.training
         self.eval()
-        per_seed: list[dict[str, Tensor]] = [{} for _ in range(self.k)]
+        columns: dict[str, Tensor] = {}
         for split in splits:
             if split not in self._inputs:
                 self._inputs[split] = torch.stack([d.split(split)[0] for d in self.datas])
+                self._targets[split] = torch.stack([d.split(split)[1] for d in self.datas])
             x = self._inputs[split]
             step = self.eval_batch_size
             out = torch.cat([
                 self(x[:, i : i + step], weights) for i in range(0, x.shape[1], step)], dim=1)
-            if split not in self._targets:
-                self._targets[split] = torch.stack([d.split(split)[1] for d in self.datas])
-            for k, metrics in enumerate(stacked_metrics(out, self._targets[split], self.datas)):
-                per_seed[k].update({f"{split}/{m}": v for m, v in metrics.items()})
+            metrics = stacked_metrics(out, self._targets[split], self.datas)
+            columns.update({f"{split}/{m}": v for m, v in metrics.items()})
         self.train(was_training)
-        return per_seed
+        return columns
 
     def best_weights(self) -> list[Tensor]:
         """Stacked best-validation weights (a seed without any keeps its current ones)."""
@@ -491,12 +489,11 @@ class SeedStackModule(pl.LightningModule):
         metrics = self.evaluate_all(("val",))
         train_loss = self._loss_sum / max(self._steps, 1)
         finite = torch.stack([w.isfinite().flatten(1).all(1) for w in self.weights]).all(0)
-        names = ["train/loss", *metrics[0]]
+        names = ["train/loss", *metrics]
         lr = float(self.optimizer.param_groups[0]["lr"]) if self.optimizer is not None else None
         trivial = self.trivial_error if self.trivial_error is not None else finite
-        columns = [train_loss.float(), *(
-            torch.stack([m[n] for m in metrics]).float() for n in metrics[0])]
-        table = torch.stack([*columns, finite.float(), trivial.float()], dim=1).tolist()
+        columns = [train_loss, *metrics.values(), finite, trivial]
+        table = torch.stack([c.float() for c in columns], dim=1).tolist()
         self._loss_sum, self._steps = None, 0
         for k, values in enumerate(table):
             record = self.records[k]

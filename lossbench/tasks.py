@@ -49,37 +49,35 @@ def compute_metrics(outputs: Tensor, targets: Tensor, data: TaskData) -> dict[st
     return _METRICS[data.kind](outputs, targets, data)
 
 
-def stacked_metrics(
-    outputs: Tensor, targets: Tensor, datas: list[TaskData],
-) -> list[dict[str, Tensor]]:
-    """`compute_metrics` of K members at once: outputs (K, N, ...), targets (K, N), member k
-    on its own data. Kinds with a vectorised form compute each metric for all K in one call
-    of the same torchmetrics function (per output or per sample); the rest call
-    `compute_metrics` per member."""
+def stacked_metrics(outputs: Tensor, targets: Tensor, datas: list[TaskData]) -> dict[str, Tensor]:
+    """`compute_metrics` of K members at once, as columns: {metric: (K,) tensor}, from outputs
+    (K, N, ...) and targets (K, N), member k on its own data. Kinds with a vectorised form
+    compute each metric for all K in one call of the same torchmetrics function (per output
+    or per sample); the rest call `compute_metrics` per member."""
     kind = datas[0].kind
     if kind in _STACKED and len(datas) > 1:
         return _STACKED[kind](outputs, targets, datas)
-    return [compute_metrics(o, t, d) for o, t, d in zip(outputs, targets, datas, strict=True)]
+    rows = [compute_metrics(o, t, d) for o, t, d in zip(outputs, targets, datas, strict=True)]
+    return {name: torch.stack([row[name] for row in rows]) for name in rows[0]}
 
 
-def _stacked_regression(outputs: Tensor, targets: Tensor, datas: list[TaskData]) -> list[dict]:
+def _stacked_regression(outputs: Tensor, targets: Tensor, datas: list[TaskData]) -> dict:
     """MAE, RMSE and R² of each member (one output each, (N, K)), in its own target units."""
     from torchmetrics.functional import mean_absolute_error, mean_squared_error, r2_score
 
     k = len(datas)
     std = torch.tensor([float(d.target_std) for d in datas], device=outputs.device)
     mean = torch.tensor([float(d.target_mean) for d in datas], device=outputs.device)
-    pred = (outputs.float().reshape(k, -1).T * std + mean)
-    true = (targets.float().reshape(k, -1).T * std + mean)
-    columns = {
+    pred = outputs.float().reshape(k, -1).T * std + mean
+    true = targets.float().reshape(k, -1).T * std + mean
+    return {
         "mae": mean_absolute_error(pred, true, num_outputs=k),
         "rmse": mean_squared_error(pred, true, squared=False, num_outputs=k),
         "r2": r2_score(pred, true, multioutput="raw_values"),
     }
-    return [{name: values[i] for name, values in columns.items()} for i in range(k)]
 
 
-def _stacked_multiclass(outputs: Tensor, targets: Tensor, datas: list[TaskData]) -> list[dict]:
+def _stacked_multiclass(outputs: Tensor, targets: Tensor, datas: list[TaskData]) -> dict:
     """Accuracy and macro F1 per member (torchmetrics' `samplewise`, the member axis as the
     sample axis), NLL per member; the calibration error has no such form: once per member."""
     from torchmetrics.functional.classification import (
@@ -91,15 +89,17 @@ def _stacked_multiclass(outputs: Tensor, targets: Tensor, datas: list[TaskData])
     n = int(datas[0].num_classes)
     logits, labels = outputs.float(), targets.long()
     by_class = logits.transpose(1, 2)  # (K, C, N): torchmetrics' (sample, class, extra dims)
-    acc = multiclass_accuracy(by_class, labels, num_classes=n, average="micro",
-                              multidim_average="samplewise")
-    f1 = multiclass_f1_score(by_class, labels, num_classes=n, average="macro",
-                             multidim_average="samplewise")
-    nll = F.cross_entropy(by_class, labels, reduction="none").mean(1)
     probs = logits.softmax(-1)
-    return [{"acc": acc[k], "f1_macro": f1[k], "nll": nll[k],
-             "ece": multiclass_calibration_error(probs[k], labels[k], num_classes=n, n_bins=15)}
-            for k in range(len(datas))]
+    return {
+        "acc": multiclass_accuracy(by_class, labels, num_classes=n, average="micro",
+                                   multidim_average="samplewise"),
+        "f1_macro": multiclass_f1_score(by_class, labels, num_classes=n, average="macro",
+                                        multidim_average="samplewise"),
+        "nll": F.cross_entropy(by_class, labels, reduction="none").mean(1),
+        "ece": torch.stack([
+            multiclass_calibration_error(p, y, num_classes=n, n_bins=15)
+            for p, y in zip(probs, labels, strict=True)]),
+    }
 
 
 _STACKED = {"regression": _stacked_regression, "multiclass": _stacked_multiclass}

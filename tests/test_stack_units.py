@@ -261,9 +261,9 @@ def test_a_stacks_metrics_are_torchmetrics_member_by_member(kind: str) -> None:
     together = stacked_metrics(outputs, targets, datas)
     for k, data in enumerate(datas):
         alone = compute_metrics(outputs[k], targets[k], data)
-        assert together[k].keys() == alone.keys()
+        assert together.keys() == alone.keys()
         for name, value in alone.items():
-            assert torch.allclose(together[k][name], value, rtol=1e-5, atol=1e-6), (k, name)
+            assert torch.allclose(together[name][k], value, rtol=1e-5, atol=1e-6), (k, name)
 
 
 @pytest.mark.parametrize("dropout", [0.0, 0.5])
