@@ -22,9 +22,8 @@ With dropout 0 the results match separate runs up to float rounding; with dropou
 member draws its own masks (`vmap(randomness="different")`, or dropout on the stacked
 activations), so results are equal in distribution, not in value. What a stack may hold is
 lossbench.stack_plan's `stack_key` (configs that agree on everything but its MEMBER_KEYS) and
-`data_shape` here. Results, reuse,
-save and logger naming are lossbench.run's pipeline (`run_jobs`), which groups the jobs; this
-module is the stacked training only.
+`data_shape` here. Results, reuse, save and logger naming are lossbench.run's pipeline
+(`run_jobs`), which groups the jobs; this module is the stacked training only.
 """
 
 from __future__ import annotations
