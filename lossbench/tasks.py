@@ -89,7 +89,10 @@ def _stacked_multiclass(outputs: Tensor, targets: Tensor, datas: list[TaskData])
     n = int(datas[0].num_classes)
     logits, labels = outputs.float(), targets.long()
     by_class = logits.transpose(1, 2)  # (K, C, N): torchmetrics' (sample, class, extra dims)
-    probs = logits.softmax(-1)
+    # Softmax as its composed ops: torch's CPU kernel over a last dim of ~10 classes takes
+    # ~6x as long (4 ms a 75-member digits epoch); the values agree to float rounding.
+    shifted = (logits - logits.amax(-1, keepdim=True)).exp()
+    probs = shifted / shifted.sum(-1, keepdim=True)
     return {
         "acc": multiclass_accuracy(by_class, labels, num_classes=n, average="micro",
                                    multidim_average="samplewise"),
