@@ -60,6 +60,11 @@ class StackLosses(nn.Module):
         # Per group: None until its first batch decides, then whether it runs under vmap.
         self.vmapped: list[bool | None] = [None if len(g) > 1 else False for g in self.groups]
         order = [k for g in self.groups for k in g]
+        # A sweep lists its jobs loss by loss, so groups are usually runs of members: a slice
+        # of the outputs is a view (no gather, and no scatter in the backward pass).
+        self.rows = [slice(g[0], g[-1] + 1) if g == list(range(g[0], g[-1] + 1)) else g
+                     for g in self.groups]
+        self.in_order = order == sorted(order)
         self.register_buffer("inverse", torch.argsort(torch.tensor(order)), persistent=False)
 
     def forward(self, out: Tensor, y: Tensor) -> Tensor:
@@ -68,12 +73,15 @@ class StackLosses(nn.Module):
             if self.vmapped[i] is None:
                 self.vmapped[i] = self._vmap_agrees(members, out, y)
             if self.vmapped[i]:
-                index = torch.tensor(members, device=out.device)
+                rows = self.rows[i]
+                if not isinstance(rows, slice):
+                    rows = self.rows[i] = torch.tensor(rows, device=out.device)
                 values.append(vmap(self.losses[members[0]], randomness="error")(
-                    out[index], y[index]))
+                    out[rows], y[rows]))
             else:
                 values.append(torch.stack([self.losses[k](out[k], y[k]) for k in members]))
-        return torch.cat(values)[self.inverse.to(out.device)]
+        together = torch.cat(values) if len(values) > 1 else values[0]
+        return together if self.in_order else together[self.inverse.to(out.device)]
 
     def _vmap_agrees(self, members: list[int], out: Tensor, y: Tensor) -> bool:
         """Whether the group's loss runs under vmap and equals the per-member calls."""

@@ -188,6 +188,12 @@ def test_members_sharing_a_loss_call_it_once_under_vmap_with_each_members_value(
     alone = out.detach().clone().requires_grad_()
     F.cross_entropy(alone[2], y[2]).backward()
     assert torch.allclose(out.grad[2], alone.grad[2], rtol=1e-5, atol=1e-8)
+    # A sweep's order, loss by loss: each group is a run of members (a slice, no reordering).
+    runs = StackLosses([_loss("ce"), _loss("ce"), _loss("gce"), _loss("gce")])
+    assert runs.rows == [slice(0, 2), slice(2, 4)] and runs.in_order
+    values = runs(out[:4], y[:4])
+    for k in range(4):
+        assert torch.allclose(values[k], runs.losses[k](out[k], y[k]), rtol=1e-6)
 
 
 def test_a_loss_vmap_cannot_run_is_called_once_per_member() -> None:
