@@ -283,7 +283,9 @@ def test_a_stack_of_mlps_runs_as_batched_matmuls_equal_to_each_model(dropout: fl
     names = [n for n, _ in models[0].named_parameters()]
     chain = LinearChain.of(models[0], names)
     assert chain is not None
-    weights = [torch.stack([dict(m.named_parameters())[n] for m in models]) for n in names]
+    weights = [torch.stack([dict(m.named_parameters())[n].T if n in chain.transposed
+                            else dict(m.named_parameters())[n] for m in models]) for n in names]
+    assert chain.transposed == {n for n in names if n.endswith("weight")}
     x = torch.randn(4, 10, 5)
     out = chain.forward(weights, x, training=False)
     for k, model in enumerate(models):
