@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import platform
@@ -87,7 +88,9 @@ def versions() -> dict[str, str]:
     }
 
 
+@functools.cache
 def git_commit() -> str | None:
+    """The commit of lossbench's checkout (None outside git), asked of git once a process."""
     try:
         out = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True,
