@@ -58,6 +58,7 @@ if TYPE_CHECKING:
 
 # Precisions a stack steps in with torch directly (mixed precision goes through Lightning).
 LEAN_PRECISION = ("32-true", "32", "64-true", "64")
+EVAL_FLOATS = 1 << 20  # members x rows x features evaluated in one forward, at most
 
 
 def run_seeds(cfg: Any, seeds: Sequence[int]) -> list[dict[str, Any]]:
@@ -467,7 +468,9 @@ class SeedStackModule(pl.LightningModule):
                 self._inputs[split] = torch.stack([d.split(split)[0] for d in self.datas])
                 self._targets[split] = torch.stack([d.split(split)[1] for d in self.datas])
             x = self._inputs[split]
-            step = self.eval_batch_size
+            # Rows per forward: all K members' activations of a chunk stay in cache (~4 MB);
+            # 75 members x 360 digits rows at once took 8 ms, in chunks of ~200 rows 6 ms.
+            step = max(1, min(self.eval_batch_size, EVAL_FLOATS // (self.k * x[0, 0].numel())))
             out = torch.cat([
                 self(x[:, i : i + step], weights) for i in range(0, x.shape[1], step)], dim=1)
             metrics = stacked_metrics(out, self._targets[split], self.datas)
