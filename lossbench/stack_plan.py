@@ -202,14 +202,23 @@ def yaml_text(container: Any) -> str:
     (long strings may break over lines elsewhere; they read back the same)."""
     import yaml
 
-    return yaml.dump(container, Dumper=_yaml_dumper(), default_flow_style=False,
-                     allow_unicode=True, sort_keys=False)
+    dumper = _yaml_dumper()
+    if dumper is None:  # an OmegaConf without its dumper class where it was: its own path
+        from omegaconf import OmegaConf
+
+        return OmegaConf.to_yaml(OmegaConf.create(container))
+    return yaml.dump(container, Dumper=dumper, default_flow_style=False, allow_unicode=True,
+                     sort_keys=False)
 
 
 @functools.cache
-def _yaml_dumper() -> type:
+def _yaml_dumper() -> type | None:
     import yaml
-    from omegaconf._utils import OmegaConfDumper
+
+    try:
+        from omegaconf._utils import OmegaConfDumper
+    except ImportError:
+        return None
 
     class Dumper(getattr(yaml, "CDumper", yaml.Dumper)):  # type: ignore[misc]
         pass
