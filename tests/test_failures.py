@@ -116,11 +116,13 @@ def resume_sweep(folder: Path) -> tuple[str, ...]:
 def killed_sweep(new_cli, focal_on_regression):
     """The sweep, SIGKILLed once two of its six jobs have written results.json.
 
-    (`focal_on_regression` is only started here, to run beside it.)
+    Job by job (`stack=false`): a stack writes its six results within milliseconds, so a kill
+    could not land between them. The re-run stacks what is left. (`focal_on_regression` is
+    only started here, to run beside it.)
     """
     cli = new_cli("resume")
     folder = cli.cwd / "sweep"
-    started = cli.start(*resume_sweep(folder))
+    started = cli.start(*resume_sweep(folder), "stack=false")
     deadline = time.monotonic() + 240
     while len(list(folder.rglob("results.json"))) < 2 and started.proc.poll() is None:
         assert time.monotonic() < deadline, "the sweep never finished two jobs"
