@@ -178,7 +178,8 @@ def test_members_sharing_a_loss_call_it_once_under_vmap_with_each_members_value(
     out = torch.randn(5, 32, 10, generator=generator, requires_grad=True)
     y = torch.randint(0, 10, (5, 32), generator=generator)
     values = stacked(out, y)
-    assert stacked.vmapped[stacked.groups.index([0, 2, 4])] is True
+    # Cross entropy reduces by a plain mean: one call on all 3 x 32 rows, a mean per member.
+    assert stacked.modes[stacked.groups.index([0, 2, 4])] == "samples"
     for k in (0, 2, 4):  # torch's own cross entropy, member by member
         assert torch.allclose(values[k], F.cross_entropy(out[k], y[k]), rtol=1e-6)
     for k in (1, 3):
@@ -194,6 +195,26 @@ def test_members_sharing_a_loss_call_it_once_under_vmap_with_each_members_value(
     values = runs(out[:4], y[:4])
     for k in range(4):
         assert torch.allclose(values[k], runs.losses[k](out[k], y[k]), rtol=1e-6)
+
+
+def test_a_weighted_mean_loss_runs_under_vmap_not_by_samples() -> None:
+    """Cross entropy with class weights is a weighted mean: the mean of its per-sample losses
+    is another number, so the first batch sends the group to vmap, with each member's value."""
+    import torch
+    from torch import nn
+
+    from lossbench.stack_losses import StackLosses
+
+    weight = torch.tensor([1.0, 5.0, 0.5, 2.0])
+    stacked = StackLosses([nn.CrossEntropyLoss(weight=weight) for _ in range(3)])
+    generator = torch.Generator().manual_seed(1)
+    out = torch.randn(3, 16, 4, generator=generator)
+    y = torch.randint(0, 4, (3, 16), generator=generator)
+    values = stacked(out, y)
+    assert stacked.modes == ["vmap"]
+    for k in range(3):
+        expected = nn.functional.cross_entropy(out[k], y[k], weight=weight)
+        assert torch.allclose(values[k], expected, rtol=1e-6)
 
 
 def test_a_loss_vmap_cannot_run_is_called_once_per_member() -> None:
@@ -214,7 +235,7 @@ def test_a_loss_vmap_cannot_run_is_called_once_per_member() -> None:
     out = torch.randn(2, 16, 4)
     y = torch.randint(0, 4, (2, 16))
     values = stacked(out, y)
-    assert stacked.vmapped == [False]
+    assert stacked.modes == ["members"]
     for k in range(2):
         expected = nn.functional.cross_entropy(out[k], y[k]) * (y[k].float().mean() + 1.0)
         assert torch.allclose(values[k], expected, rtol=1e-6)
