@@ -5,7 +5,7 @@ A sweep of losses x seeds x settings on a tabular task costs one run of fixed ov
 one step loop: the K models' weights are stacked along a leading member axis and run through
 `torch.func.vmap` + `functional_call` (an MLP as batched matrix products, `LinearChain`), so
 a step costs one vectorised forward and backward instead of K. Each member's loss is its own
-loss module with its own hyperparameters (members with equal losses share one vmapped call,
+loss module with its own hyperparameters (members with equal losses share one call,
 lossbench.stack_losses), so any tabular loss stacks. The optimizer is fused where torch has
 a fused kernel for it, and the per-epoch metrics are computed for all members at once.
 
@@ -354,7 +354,7 @@ class SeedStackModule(pl.LightningModule):
         for i, n in enumerate(self.buffer_names):
             self.register_buffer(f"stacked_buffer{i}", torch.stack([
                 dict(m.named_buffers())[n] for m in models]))
-        self.losses = StackLosses(losses)  # one vmapped call per group of equal losses
+        self.losses = StackLosses(losses)  # one call per group of equal losses
         self.squeeze = squeeze_head(self.kind)
         self.selection = SELECTION[self.kind][0]
         self.eval_batch_size = 1024
