@@ -286,9 +286,12 @@ def _main() -> None:
 
         hydra_utils.run_and_report = _report_in_one_line
     from lossbench import sweep
+    from lossbench.environment import catch_interrupts, raise_if_interrupted
 
+    catch_interrupts()
     try:
         hydra_entry()
+        raise_if_interrupted()
     except KeyboardInterrupt:
         print(interrupted_line(sweep.CURRENT_SWEEP, sys.argv[1:]), file=sys.stderr)
         sys.exit(130)

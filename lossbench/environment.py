@@ -6,6 +6,7 @@ import functools
 import logging
 import os
 import platform
+import signal
 import subprocess
 import warnings
 from datetime import datetime
@@ -120,3 +121,28 @@ def set_threads(config: dict[str, Any], runtime: dict[str, Any] | None) -> int:
 
     threadpool_limits(threads)  # scikit-learn's BLAS too: baselines must not oversubscribe
     return threads
+
+
+_interrupted = False
+
+
+def catch_interrupts() -> None:
+    """Ctrl-C as a KeyboardInterrupt that is also remembered: one raised while the collector
+    runs an object's `__del__` (Lightning's profiler has one) is printed and dropped by
+    Python, and the sweep would go on. `raise_if_interrupted` raises it again at a job's end.
+    A SIGINT the process was started ignoring stays ignored."""
+    if signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        return
+
+    def remember(signum: int, frame: object) -> None:
+        global _interrupted
+        _interrupted = True
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, remember)
+
+
+def raise_if_interrupted() -> None:
+    """Raise the KeyboardInterrupt of a Ctrl-C that has come, if something swallowed it."""
+    if _interrupted:
+        raise KeyboardInterrupt

@@ -113,6 +113,13 @@ class SweepProgress(Callback):
             sweeper.lower() else []
 
     def on_job_end(self, config: DictConfig, job_return: Any, **kwargs: Any) -> None:
+        from lossbench.environment import raise_if_interrupted
+
+        self.print_progress()
+        raise_if_interrupted()  # a Ctrl-C that landed in a destructor stops the sweep here
+
+    def print_progress(self) -> None:
+        """The finished job's progress line (a line per member for a stack)."""
         from hydra.core.hydra_config import HydraConfig
 
         if not HydraConfig.initialized() or str(HydraConfig.get().mode) != "RunMode.MULTIRUN":

@@ -302,3 +302,29 @@ def test_ctrl_c_says_how_far_the_sweep_got_and_how_to_resume(cli) -> None:
                              capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr
     assert f"({6 - done} ran: {6 - done} ok; {done} resumed: {done} ok)" in resumed.stdout
+
+
+def test_a_ctrl_c_dropped_in_a_destructor_is_raised_again(tmp_path) -> None:
+    """Python prints and drops an exception raised in `__del__`: the remembered Ctrl-C is
+    raised again at the next job's end (what the sweep callback calls)."""
+    code = """
+import gc, os, signal, time
+from lossbench.environment import catch_interrupts, raise_if_interrupted
+signal.signal(signal.SIGINT, signal.default_int_handler)  # as started from a terminal
+catch_interrupts()
+class Slow:
+    def __del__(self):
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.2)  # the KeyboardInterrupt is raised here, inside __del__
+Slow()
+gc.collect()
+print("went on")
+try:
+    raise_if_interrupted()
+except KeyboardInterrupt:
+    print("raised again")
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          cwd=tmp_path, timeout=120)
+    assert done.stdout.split() == ["went", "on", "raised", "again"], done.stdout + done.stderr
+    assert "KeyboardInterrupt" in done.stderr  # Python's "Exception ignored in ... __del__"
