@@ -15,6 +15,9 @@ from lossbench.member import MemberRecord
 from lossbench.parts import build_optimizer, build_scheduler, reacts_to_metric
 from lossbench.tasks import SELECTION, compute_metrics, squeeze_head
 
+# Precisions a module steps in with torch directly (mixed precision goes through Lightning).
+LEAN_PRECISION = ("32-true", "32", "64-true", "64")
+
 
 def all_finite(tensors: Iterable[Tensor]) -> Tensor:
     """Whether every element is finite, as a device tensor: one check over all, no host sync."""
@@ -92,7 +95,7 @@ class LossbenchModule(pl.LightningModule):
             loss = self._step(*batch, self.optimizers())
             self._add_losses(loss, 1)
             return loss
-        lean = self.trainer.precision in ("32-true", "32", "64-true", "64")
+        lean = self.trainer.precision in LEAN_PRECISION
         optimizer = self.optimizers(use_pl_optimizer=not lean)
         total, steps = None, 0
         for x, y in self.epoch_batches:

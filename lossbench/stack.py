@@ -47,6 +47,7 @@ from lossbench.environment import hydra_runtime, quiet_lightning, set_threads, t
 from lossbench.loss_config import loss_from_config
 from lossbench.member import MemberRecord
 from lossbench.models import MLP
+from lossbench.module import LEAN_PRECISION
 from lossbench.parts import build_optimizer, build_scheduler, optimizer_class
 from lossbench.run import build_trainer, fit, run_jobs, wandb_summary
 from lossbench.stack_losses import StackLosses
@@ -56,8 +57,6 @@ from lossbench.tasks import SELECTION, head_size, squeeze_head, stacked_metrics
 if TYPE_CHECKING:
     from lossbench.run import Job
 
-# Precisions a stack steps in with torch directly (mixed precision goes through Lightning).
-LEAN_PRECISION = ("32-true", "32", "64-true", "64")
 EVAL_FLOATS = 1 << 20  # members x rows x features evaluated in one forward, at most
 
 
